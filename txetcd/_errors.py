@@ -1,0 +1,378 @@
+"""One error hierarchy for everything txetcd raises, rooted at :class:`EtcdError`.
+
+Server errors are translated in one place, :func:`error_from_status`, by a table keyed on etcd's
+exact message first and the gRPC status code second (several distinct errors share a code).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Type
+
+__all__ = [
+    "EtcdError",
+    "ClientError",
+    "ClientClosed",
+    "ConnectionFailed",
+    "OutcomeUnknown",
+    "Timeout",
+    "WriteTimeout",
+    "ProtocolViolation",
+    "ServerError",
+    "Cancelled",
+    "InvalidArgument",
+    "EmptyKey",
+    "KeyNotFound",
+    "ValueProvided",
+    "LeaseProvided",
+    "TooManyOperations",
+    "RequestTooLarge",
+    "DuplicateKey",
+    "RevisionError",
+    "RevisionCompacted",
+    "FutureRevision",
+    "LeaseNotFound",
+    "LeaseExists",
+    "LeaseTTLTooLarge",
+    "Unavailable",
+    "NoLeader",
+    "RequestTimedOut",
+    "LearnerNotSupported",
+    "ResourceExhausted",
+    "DatabaseSpaceExceeded",
+    "MessageTooLarge",
+    "AuthError",
+    "UserNameEmpty",
+    "InvalidAuthToken",
+    "PermissionDenied",
+    "Unauthenticated",
+    "FailedPrecondition",
+    "NotFound",
+    "Internal",
+    "Unimplemented",
+    "DeadlineExceeded",
+    "error_from_status",
+    "GRPC_CODE_NAMES",
+]
+
+GRPC_CODE_NAMES = {
+    0: "OK",
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
+
+
+class EtcdError(Exception):
+    """The root of every error txetcd raises.
+
+    :ivar code: the gRPC status code (``None`` for errors made on the client side).
+    :ivar message: the server's message, or the client's description.
+    :ivar payload: extra data about the error (e.g. ``compact_revision``), or ``None``.
+    """
+
+    code: Optional[int] = None
+
+    def __init__(
+        self, message: str = "", *, code: Optional[int] = None, payload: object = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.payload = payload
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
+
+
+# -- raised by the client itself ---------------------------------------------------------------
+
+
+class ClientError(EtcdError):
+    """An error made on the client side (no server status behind it)."""
+
+
+class ClientClosed(ClientError):
+    """The client was closed; calls made after (or pending at) ``close()`` fail with this."""
+
+
+class ConnectionFailed(ClientError, ConnectionError):
+    """No connection to etcd could be made or kept (refused, reset, unreachable)."""
+
+
+class OutcomeUnknown(ClientError):
+    """A mutation was sent but its answer was lost: it may or may not have been applied.
+
+    txetcd never re-sends such a request by itself; read the key to find out. ``cause`` says
+    what went wrong.
+    """
+
+    def __init__(self, message: str = "", *, cause: Optional[BaseException] = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.cause = cause
+
+
+class Timeout(ClientError, TimeoutError):
+    """The call's deadline passed before an answer came."""
+
+
+class WriteTimeout(Timeout, OutcomeUnknown):
+    """A mutation's deadline passed after it was sent: its outcome is unknown."""
+
+
+class ProtocolViolation(ClientError):
+    """The server's answer broke the gRPC or HTTP/2 protocol."""
+
+
+# -- translated from the server's status -------------------------------------------------------
+
+
+class ServerError(EtcdError):
+    """An error status from the server (``code`` and ``message`` as etcd sent them)."""
+
+
+class Cancelled(ServerError):
+    """CANCELLED (1) from the server."""
+
+    code = 1
+
+
+class InvalidArgument(ServerError, ValueError):
+    """INVALID_ARGUMENT (3)."""
+
+    code = 3
+
+
+class EmptyKey(InvalidArgument):
+    """etcdserver: key is not provided."""
+
+
+class KeyNotFound(InvalidArgument, KeyError):
+    """etcdserver: key not found (``ignore_value``/``ignore_lease`` on a missing key)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class ValueProvided(InvalidArgument):
+    """etcdserver: value is provided (with ``ignore_value``)."""
+
+
+class LeaseProvided(InvalidArgument):
+    """etcdserver: lease is provided (with ``ignore_lease``)."""
+
+
+class TooManyOperations(InvalidArgument):
+    """etcdserver: too many operations in txn request (over ``--max-txn-ops``)."""
+
+
+class RequestTooLarge(InvalidArgument):
+    """etcdserver: request is too large (over ``--max-request-bytes``)."""
+
+
+class DuplicateKey(InvalidArgument):
+    """etcdserver: duplicate key given in txn request."""
+
+
+class DeadlineExceeded(ServerError):
+    """DEADLINE_EXCEEDED (4) from the server."""
+
+    code = 4
+
+
+class NotFound(ServerError):
+    """NOT_FOUND (5)."""
+
+    code = 5
+
+
+class LeaseNotFound(NotFound):
+    """etcdserver: requested lease not found."""
+
+
+class ResourceExhausted(ServerError):
+    """RESOURCE_EXHAUSTED (8)."""
+
+    code = 8
+
+
+class DatabaseSpaceExceeded(ResourceExhausted):
+    """etcdserver: mvcc: database space exceeded (the NOSPACE alarm is raised)."""
+
+
+class MessageTooLarge(ResourceExhausted):
+    """gRPC's receive limit refused the message; retrying cannot help."""
+
+
+class FailedPrecondition(ServerError):
+    """FAILED_PRECONDITION (9)."""
+
+    code = 9
+
+
+class LeaseExists(FailedPrecondition):
+    """etcdserver: lease already exists."""
+
+
+class RevisionError(ServerError):
+    """OUT_OF_RANGE (11): a revision outside the store's history."""
+
+    code = 11
+
+
+class RevisionCompacted(RevisionError):
+    """etcdserver: mvcc: required revision has been compacted.
+
+    ``compact_revision`` is the store's compaction point when the server told it (watches).
+    """
+
+    @property
+    def compact_revision(self) -> Optional[int]:
+        return self.payload if isinstance(self.payload, int) else None
+
+
+class FutureRevision(RevisionError):
+    """etcdserver: mvcc: required revision is a future revision."""
+
+
+class LeaseTTLTooLarge(RevisionError):
+    """etcdserver: too large lease TTL."""
+
+
+class Unimplemented(ServerError):
+    """UNIMPLEMENTED (12)."""
+
+    code = 12
+
+
+class Internal(ServerError):
+    """INTERNAL (13), UNKNOWN (2) and other unexpected codes."""
+
+    code = 13
+
+
+class Unavailable(ServerError):
+    """UNAVAILABLE (14)."""
+
+    code = 14
+
+
+class NoLeader(Unavailable):
+    """etcdserver: no leader."""
+
+
+class RequestTimedOut(Unavailable):
+    """etcdserver: request timed out (no leader, or the proposal was not committed in time)."""
+
+
+class LearnerNotSupported(Unavailable):
+    """etcdserver: rpc not supported for learner."""
+
+
+class AuthError(ServerError):
+    """An authentication or authorisation failure."""
+
+
+class Unauthenticated(AuthError):
+    """UNAUTHENTICATED (16)."""
+
+    code = 16
+
+
+class InvalidAuthToken(Unauthenticated):
+    """etcdserver: invalid auth token (garbage, expired or revoked)."""
+
+
+class UserNameEmpty(AuthError, InvalidArgument):
+    """etcdserver: user name is empty (auth is enabled and no token was sent)."""
+
+    code = 3
+
+
+class PermissionDenied(AuthError, PermissionError):
+    """PERMISSION_DENIED (7), e.g. etcdserver: permission denied."""
+
+    code = 7
+
+
+_BY_MESSAGE: Dict[str, Type[ServerError]] = {
+    "etcdserver: key is not provided": EmptyKey,
+    "etcdserver: key not found": KeyNotFound,
+    "etcdserver: value is provided": ValueProvided,
+    "etcdserver: lease is provided": LeaseProvided,
+    "etcdserver: too many operations in txn request": TooManyOperations,
+    "etcdserver: request is too large": RequestTooLarge,
+    "etcdserver: duplicate key given in txn request": DuplicateKey,
+    "etcdserver: mvcc: required revision has been compacted": RevisionCompacted,
+    "etcdserver: mvcc: required revision is a future revision": FutureRevision,
+    "etcdserver: requested lease not found": LeaseNotFound,
+    "etcdserver: lease already exists": LeaseExists,
+    "etcdserver: too large lease TTL": LeaseTTLTooLarge,
+    "etcdserver: mvcc: database space exceeded": DatabaseSpaceExceeded,
+    "etcdserver: no leader": NoLeader,
+    "etcdserver: request timed out": RequestTimedOut,
+    "etcdserver: request timed out, possibly due to previous leader failure": RequestTimedOut,
+    "etcdserver: request timed out, possibly due to connection lost": RequestTimedOut,
+    "etcdserver: rpc not supported for learner": LearnerNotSupported,
+    "etcdserver: invalid auth token": InvalidAuthToken,
+    "etcdserver: user name is empty": UserNameEmpty,
+    "etcdserver: permission denied": PermissionDenied,
+}
+
+_BY_CODE: Dict[int, Type[ServerError]] = {
+    1: Cancelled,
+    2: Internal,
+    3: InvalidArgument,
+    4: DeadlineExceeded,
+    5: NotFound,
+    7: PermissionDenied,
+    8: ResourceExhausted,
+    9: FailedPrecondition,
+    11: RevisionError,
+    12: Unimplemented,
+    13: Internal,
+    14: Unavailable,
+    16: Unauthenticated,
+}
+
+#: server answers that leave a mutation's outcome unknown (it may still be committed)
+_UNCERTAIN = (RequestTimedOut, DeadlineExceeded)
+
+
+def error_from_status(code: int, message: str, *, mutation: bool = False) -> EtcdError:
+    """The exception for a non-OK gRPC status, chosen by etcd's message, then by code.
+
+    For a mutation, a status that leaves the outcome unknown (``request timed out``,
+    ``DEADLINE_EXCEEDED``) comes back as :class:`OutcomeUnknown` with the server's error as
+    its ``cause``.
+    """
+    cls = _BY_MESSAGE.get(message)
+    if cls is None:
+        if message.startswith("grpc: received message larger than max"):
+            cls = MessageTooLarge
+        else:
+            cls = _BY_CODE.get(code, Internal)
+    err = cls(message, code=code)
+    if mutation and isinstance(err, _UNCERTAIN):
+        return OutcomeUnknown(
+            f"the write's outcome is unknown: {message} (code {GRPC_CODE_NAMES.get(code, code)})",
+            cause=err,
+            code=code,
+        )
+    return err

