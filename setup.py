@@ -25,7 +25,7 @@ setup(
     install_requires=[
         "twisted>=22.10",
         "treq>=22.1",
-        "protobuf>=4.25.1",
+        "protobuf>=4.21",
         "hpack>=4.0",
     ],
     extras_require={

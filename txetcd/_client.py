@@ -125,11 +125,13 @@ class Client:
         timeout: Any,
     ) -> "Deferred[T]":
         t = self.timeout if timeout is NOT_GIVEN else self._check_timeout(timeout)
-        d = self._channel.unary(
-            path, request.SerializeToString(), timeout=t, idempotent=idempotent
+        return self._channel.unary(
+            path,
+            request.SerializeToString(),
+            timeout=t,
+            idempotent=idempotent,
+            decode=lambda data: decode(parse(data)),
         )
-        d.addCallback(lambda data: decode(parse(data)))
-        return d  # type: ignore[return-value]
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, key: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any) -> "Deferred[RangeResult]":

@@ -167,8 +167,9 @@ class _UnaryCall(_Call):
         timeout: Optional[float],
         idempotent: bool,
         metadata: Metadata,
+        decode: Callable[[bytes], Any],
     ) -> None:
-        super().__init__()
+        self.decode = decode
         self.channel = channel
         self.path = path
         self.payload = payload
@@ -177,7 +178,7 @@ class _UnaryCall(_Call):
         self.attempts = 0
         self.response = b""
         self.finished = False
-        self.deferred: Deferred[bytes] = Deferred(self._cancelled)
+        self.deferred: Deferred[Any] = Deferred(self._cancelled)
         self.deadline: Optional[float] = None
         self.timer: Optional[IDelayedCall] = None
         if timeout is not None:
@@ -198,7 +199,8 @@ class _UnaryCall(_Call):
         self.stream_id = 0
         self.connection = None
         self.sent = self.local_closed = self.closed = False
-        self._outbound.clear()
+        if self._outbound:
+            self._outbound.clear()
         self._unacked = 0
         self.response = b""
         self.status = None
@@ -225,7 +227,12 @@ class _UnaryCall(_Call):
             if len(buf) != 5 + n:
                 self._finish_error(ProtocolViolation("unary response had the wrong length"))
                 return
-            self._finish(buf[5:])
+            try:
+                result = self.decode(buf[5:])
+            except Exception as e:
+                self._finish_error(ProtocolViolation(f"could not decode the response: {e!r}"))
+                return
+            self._finish(result)
         elif status is None:
             self._finish_error(ProtocolViolation("stream ended without a grpc-status"))
         else:
@@ -266,7 +273,7 @@ class _UnaryCall(_Call):
             self._finish_error(error)
 
     # -- ending --------------------------------------------------------------------------------
-    def _finish(self, result: bytes) -> None:
+    def _finish(self, result: Any) -> None:
         self.finished = True
         if self.timer is not None:
             self.timer.cancel()
@@ -295,7 +302,7 @@ class _UnaryCall(_Call):
             err = Timeout(f"no answer to {self.path.decode()} within the deadline")
         self._finish_error(err)
 
-    def _cancelled(self, d: Deferred[bytes]) -> None:
+    def _cancelled(self, d: Deferred[Any]) -> None:
         if self.finished:
             return
         self.finished = True
@@ -520,11 +527,16 @@ class Channel:
         timeout: Optional[float],
         idempotent: bool,
         metadata: Metadata = (),
-    ) -> "Deferred[bytes]":
-        """Call a unary method with a serialised request; fires with the serialised response."""
+        decode: Callable[[bytes], Any] = bytes,
+    ) -> "Deferred[Any]":
+        """Call a unary method with a serialised request.
+
+        Fires with ``decode(response bytes)`` (the raw bytes by default); a ``decode`` that
+        raises fails the call with :class:`~txetcd.ProtocolViolation`.
+        """
         if self.closed:
             return fail(ClientClosed("the client is closed"))
-        call = _UnaryCall(self, path, payload, timeout, idempotent, metadata)
+        call = _UnaryCall(self, path, payload, timeout, idempotent, metadata, decode)
         self.dispatch(call)
         return call.deferred
 

@@ -220,10 +220,16 @@ class H2Stream:
     #: the stream is finished (ended, reset or failed) and out of the connection's map
     closed = False
 
-    def __init__(self) -> None:
-        self.send_window = 0
-        self._outbound: Deque[Tuple[bytes, bool]] = deque()
-        self._unacked = 0  # received DATA bytes not yet returned to the peer
+    send_window = 0
+    _unacked = 0  # received DATA bytes consumed but not yet returned to the peer
+    #: DATA waiting for flow-control window (made on first need: most calls never wait)
+    _outbound: Deque[Tuple[bytes, bool]] = deque()  # shared empty default; never appended to
+
+    def _queue(self) -> Deque[Tuple[bytes, bool]]:
+        q = self.__dict__.get("_outbound")
+        if q is None:
+            q = self._outbound = deque()
+        return q
 
     # Hooks ------------------------------------------------------------------------------------
     def headers_received(self, headers: List[Tuple[bytes, bytes]], end_stream: bool) -> None:
@@ -326,6 +332,7 @@ class H2Connection(Protocol):
 
         self._reader = FrameReader()
         self._decoder = Decoder()
+        self._header_cache: Dict[bytes, List[Tuple[bytes, bytes]]] = {}
         self._header_stream = 0  # stream whose header block is being continued
         self._header_buf = b""
         self._header_end_stream = False
@@ -469,7 +476,7 @@ class H2Connection(Protocol):
         else:
             transport.write(out)
             if data or end_stream:
-                stream._outbound.appendleft((data, end_stream))
+                stream._queue().appendleft((data, end_stream))
             self._flush_stream(stream)
         if self.next_stream_id > MAX_STREAM_ID:
             self._drain()
@@ -491,7 +498,7 @@ class H2Connection(Protocol):
             stream.local_closed = True
         if stream._outbound or stream.stream_id == 0:
             # Behind queued data, or the stream still waits for a slot: keep the order.
-            stream._outbound.append((data, end_stream))
+            stream._queue().append((data, end_stream))
             return
         self._write_data(stream, data, end_stream)
 
@@ -517,7 +524,7 @@ class H2Connection(Protocol):
         if out:
             transport.write(b"".join(out))
         if view:
-            stream._outbound.appendleft((view, end_stream))
+            stream._queue().appendleft((view, end_stream))
             self._blocked[sid] = stream
             return False
         return True
@@ -617,7 +624,7 @@ class H2Connection(Protocol):
             return
         self._header_stream = 0
         block, self._header_buf = self._header_buf, b""
-        headers = self._decoder.decode(block, raw=True)  # always, to keep the table in step
+        headers = self._decode_headers(block)
         stream = self.streams.get(sid)
         if stream is None:
             return
@@ -625,6 +632,29 @@ class H2Connection(Protocol):
         stream.headers_received(headers, end)  # type: ignore[arg-type]
         if end and not stream.closed:
             self._end_stream(stream)
+
+    def _decode_headers(self, block: bytes) -> List[Tuple[bytes, bytes]]:
+        """Decode one header block, in order, through the connection's one HPACK decoder.
+
+        Decoding depends only on the block and the dynamic table. A block that leaves the table
+        as it was is remembered, so the next identical block (etcd's steady-state responses and
+        trailers are pure table references) costs a dict lookup; any block that changes the
+        table clears what was remembered.
+        """
+        cache = self._header_cache
+        headers = cache.get(block)
+        if headers is not None:
+            return headers
+        entries = self._decoder.header_table.dynamic_entries
+        size = len(entries)
+        first = entries[0] if size else None
+        headers = [tuple(h) for h in self._decoder.decode(block, raw=True)]  # type: ignore[misc]
+        if len(entries) == size and (entries[0] if size else None) is first:
+            if len(cache) < 256:
+                cache[block] = headers
+        else:
+            cache.clear()
+        return headers
 
     def _end_stream(self, stream: H2Stream) -> None:
         self._forget(stream)
@@ -638,7 +668,8 @@ class H2Connection(Protocol):
         sid = stream.stream_id
         self.streams.pop(sid, None)
         self._blocked.pop(sid, None)
-        stream._outbound.clear()
+        if stream._outbound:
+            stream._outbound.clear()
         self._start_pending()
         if self._closing and not self.streams:
             self._close_transport()
