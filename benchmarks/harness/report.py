@@ -1,0 +1,288 @@
+"""Medians, ratios and the tables (plain text for the terminal, Markdown for docs)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "BAR",
+    "ClientInfo",
+    "Figure",
+    "Sample",
+    "compare",
+    "figures_for",
+    "fmt_ms",
+    "markdown",
+    "medians",
+    "text",
+]
+
+BAR = 1.3
+"""txetcd must reach this multiple of the fastest peer on each figure of the bar."""
+
+BAR_CONCURRENCY = (1, 32)
+"""The figures the bar is about: put and get, sequential and 32 in flight."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure: an operation at a number of requests in flight."""
+
+    op: str
+    concurrency: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.op}/{self.concurrency}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.op} " + (
+            "seq" if self.concurrency == 1 else f"c{self.concurrency}"
+        )
+
+    @property
+    def in_bar(self) -> bool:
+        return self.concurrency in BAR_CONCURRENCY
+
+
+def figures_for(concurrencies: Sequence[int]) -> list[Figure]:
+    return [Figure(op, c) for c in concurrencies for op in ("put", "get")]
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """What the report needs to know about a row. ``kind``: ``txetcd``, ``peer`` or ``wire``."""
+
+    name: str
+    label: str
+    kind: str
+    linearizable: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One workload run: ops/s and CPU milliseconds per op (client process, etcd process)."""
+
+    client: str
+    figure: str
+    round: int
+    ops_per_s: float
+    client_ms: float | None
+    etcd_ms: float | None
+
+
+Stat = dict[str, float | None]
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def medians(samples: Sequence[Sample]) -> dict[str, dict[str, Stat]]:
+    """Per client and figure: the medians over rounds of ops/s, client and etcd CPU ms per op."""
+    grouped: dict[str, dict[str, list[Sample]]] = {}
+    for s in samples:
+        grouped.setdefault(s.client, {}).setdefault(s.figure, []).append(s)
+    return {
+        client: {
+            fig: {
+                "ops_per_s": _median([s.ops_per_s for s in runs]),
+                "client_ms": _median([s.client_ms for s in runs]),
+                "etcd_ms": _median([s.etcd_ms for s in runs]),
+                "rounds": float(len(runs)),
+            }
+            for fig, runs in figs.items()
+        }
+        for client, figs in grouped.items()
+    }
+
+
+def compare(
+    meds: dict[str, dict[str, Stat]],
+    infos: Sequence[ClientInfo],
+    figures: Sequence[Figure],
+) -> list[dict[str, Any]]:
+    """txetcd against the fastest peer, figure by figure.
+
+    Puts are compared with every peer; gets only with peers whose reads are linearizable (the
+    fastest serializable peer is reported beside it, for information). Wire limits are no peers.
+    """
+    rows: list[dict[str, Any]] = []
+    for fig in figures:
+        ours = meds.get("txetcd", {}).get(fig.key, {}).get("ops_per_s")
+        best: str | None = None
+        best_any: str | None = None
+        for info in infos:
+            if info.kind != "peer":
+                continue
+            value = meds.get(info.name, {}).get(fig.key, {}).get("ops_per_s")
+            if value is None:
+                continue
+            if best_any is None or value > (meds[best_any][fig.key]["ops_per_s"] or 0):
+                best_any = info.name
+            if fig.op == "get" and not info.linearizable:
+                continue
+            if best is None or value > (meds[best][fig.key]["ops_per_s"] or 0):
+                best = info.name
+        peer_value = meds[best][fig.key]["ops_per_s"] if best else None
+        ratio = ours / peer_value if ours and peer_value else None
+        row: dict[str, Any] = {
+            "figure": fig.label,
+            "key": fig.key,
+            "in_bar": fig.in_bar,
+            "txetcd": ours,
+            "best_peer": best,
+            "best_peer_ops_per_s": peer_value,
+            "ratio": ratio,
+            "verdict": None if ratio is None else ("PASS" if ratio >= BAR else "FAIL"),
+        }
+        if fig.op == "get" and best_any is not None and best_any != best:
+            any_value = meds[best_any][fig.key]["ops_per_s"]
+            row["fastest_serializable_peer"] = best_any
+            row["fastest_serializable_ops_per_s"] = any_value
+            row["ratio_vs_serializable"] = (
+                ours / any_value if ours and any_value else None
+            )
+        rows.append(row)
+    return rows
+
+
+# --- formatting -------------------------------------------------------------------------------
+
+
+def _ops(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def fmt_ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:.3f}"
+
+
+def _cell(
+    meds: dict[str, dict[str, Stat]], info: ClientInfo, fig: Figure, field: str
+) -> str:
+    value = meds.get(info.name, {}).get(fig.key, {}).get(field)
+    cell = _ops(value) if field == "ops_per_s" else fmt_ms(value)
+    if value is not None and fig.op == "get" and not info.linearizable:
+        cell += "*"
+    return cell
+
+
+def _tables(
+    meds: dict[str, dict[str, Stat]],
+    infos: Sequence[ClientInfo],
+    figures: Sequence[Figure],
+    comparison: Sequence[dict[str, Any]],
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    heads = ["client"] + [f.label for f in figures]
+    tables = []
+    for title, field in (
+        ("ops/s (median of rounds; higher is better)", "ops_per_s"),
+        ("client CPU ms per op (the client's process; lower is better)", "client_ms"),
+        ("etcd CPU ms per op (lower is better)", "etcd_ms"),
+    ):
+        rows = [[i.label] + [_cell(meds, i, f, field) for f in figures] for i in infos]
+        tables.append((title, heads, rows))
+    ratio_rows = []
+    for c in comparison:
+        peer = c["best_peer"] or "–"
+        extra = ""
+        if c.get("fastest_serializable_peer"):
+            r = c.get("ratio_vs_serializable")
+            extra = (
+                f"{c['fastest_serializable_peer']}* {_ops(c['fastest_serializable_ops_per_s'])}"
+                + ("" if r is None else f" ({r:.2f}x)")
+            )
+        ratio_rows.append(
+            [
+                c["figure"] + ("" if c["in_bar"] else " (extra)"),
+                _ops(c["txetcd"]),
+                f"{peer} {_ops(c['best_peer_ops_per_s'])}",
+                "–" if c["ratio"] is None else f"{c['ratio']:.2f}x",
+                c["verdict"] or "n/a",
+                extra,
+            ]
+        )
+    tables.append(
+        (
+            f"txetcd / fastest peer (bar: >= {BAR}x; gets against linearizable peers only)",
+            [
+                "figure",
+                "txetcd",
+                "fastest peer",
+                "ratio",
+                f">= {BAR}x",
+                "serializable peer",
+            ],
+            ratio_rows,
+        )
+    )
+    return tables
+
+
+def _verdict_line(comparison: Sequence[dict[str, Any]]) -> str:
+    bar = [c for c in comparison if c["in_bar"]]
+    verdicts = [c["verdict"] for c in bar]
+    if not bar or any(v is None for v in verdicts):
+        overall = "INCOMPLETE (a figure is missing)"
+    else:
+        overall = "PASS" if all(v == "PASS" for v in verdicts) else "FAIL"
+    parts = ", ".join(f"{c['figure']} {c['verdict'] or 'n/a'}" for c in bar)
+    return f"bar (txetcd >= {BAR}x the fastest peer on {len(bar)} figures): {overall}  [{parts}]"
+
+
+_FOOTNOTE = "(*) serializable reads (may be stale; cheaper for etcd): not compared with txetcd's gets."
+
+
+def text(
+    meds: dict[str, dict[str, Stat]],
+    infos: Sequence[ClientInfo],
+    figures: Sequence[Figure],
+    comparison: Sequence[dict[str, Any]],
+) -> str:
+    """Aligned plain-text tables and the verdict line."""
+    out: list[str] = []
+    for title, heads, rows in _tables(meds, infos, figures, comparison):
+        widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
+        out.append(title)
+        for n, row in enumerate([heads, *rows]):
+            cells = [row[0].ljust(widths[0])] + [
+                c.rjust(w) for c, w in zip(row[1:], widths[1:])
+            ]
+            out.append("  " + "  ".join(cells).rstrip())
+            if n == 0:
+                out.append("  " + "  ".join("-" * w for w in widths))
+        out.append("")
+    out.append(_FOOTNOTE)
+    out.append(_verdict_line(comparison))
+    return "\n".join(out)
+
+
+def markdown(
+    meds: dict[str, dict[str, Stat]],
+    infos: Sequence[ClientInfo],
+    figures: Sequence[Figure],
+    comparison: Sequence[dict[str, Any]],
+    preamble: str = "",
+) -> str:
+    """The same tables as GitHub-flavoured Markdown, ready to paste into docs."""
+    out: list[str] = [preamble.rstrip(), ""] if preamble else []
+    for title, heads, rows in _tables(meds, infos, figures, comparison):
+        out.append(f"**{title}**")
+        out.append("")
+        out.append("| " + " | ".join(heads) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|")
+        for row in rows:
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+        out.append("")
+    out.append(_FOOTNOTE)
+    out.append("")
+    out.append(_verdict_line(comparison))
+    out.append("")
+    return "\n".join(out)

@@ -1,0 +1,17 @@
+"""python3-etcd3 worker (module ``etcd3``; blocking grpcio, N threads for N in flight)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import etcd3  # type: ignore[import-not-found]
+from _common import Spec, Workload, main
+from _etcd3_style import run_with
+
+
+def run(spec: Spec, wl: Workload) -> dict[str, Any]:
+    return run_with(etcd3, spec, wl)
+
+
+if __name__ == "__main__":
+    main(run, ("python3-etcd3", "grpcio", "protobuf"))
