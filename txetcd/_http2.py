@@ -77,6 +77,7 @@ MAX_WINDOW = 2**31 - 1
 MAX_STREAM_ID = 2**31 - 1
 DEFAULT_WINDOW = 65535
 DEFAULT_MAX_FRAME = 16384
+MAX_HEADER_LIST = 1 << 20  # announced in SETTINGS_MAX_HEADER_LIST_SIZE and enforced by the decoder
 
 _HEAD = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
 _SETTING = struct.Struct(">HI")
@@ -331,7 +332,7 @@ class H2Connection(Protocol):
         self.send_window = DEFAULT_WINDOW  # connection-level, toward the peer
 
         self._reader = FrameReader()
-        self._decoder = Decoder()
+        self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
         self._header_cache: Dict[bytes, List[Tuple[bytes, bytes]]] = {}
         self._header_stream = 0  # stream whose header block is being continued
         self._header_buf = b""
@@ -374,7 +375,7 @@ class H2Connection(Protocol):
             (
                 _SETTING.pack(SETTINGS_ENABLE_PUSH, 0),
                 _SETTING.pack(SETTINGS_INITIAL_WINDOW_SIZE, self.local_stream_window),
-                _SETTING.pack(SETTINGS_MAX_HEADER_LIST_SIZE, 1 << 20),
+                _SETTING.pack(SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST),
             )
         )
         out = PREFACE + frame(SETTINGS, 0, 0, settings)
@@ -511,8 +512,10 @@ class H2Connection(Protocol):
         view = data
         while True:
             n = min(len(view), self.send_window, stream.send_window, self.remote_max_frame)
-            if n < len(view) and n <= 0:
-                break
+            if n <= 0:
+                if view:
+                    break
+                n = 0  # an empty frame (END_STREAM) needs no window, even a negative one
             chunk, view = view[:n], view[n:]
             self.send_window -= n
             stream.send_window -= n
@@ -645,11 +648,13 @@ class H2Connection(Protocol):
         headers = cache.get(block)
         if headers is not None:
             return headers
-        entries = self._decoder.header_table.dynamic_entries
+        table = self._decoder.header_table
+        entries = table.dynamic_entries
         size = len(entries)
         first = entries[0] if size else None
+        maxsize = table.maxsize  # a size update changes the table even when no entry moves
         headers = [tuple(h) for h in self._decoder.decode(block, raw=True)]  # type: ignore[misc]
-        if len(entries) == size and (entries[0] if size else None) is first:
+        if len(entries) == size and (entries[0] if size else None) is first and table.maxsize == maxsize:
             if len(cache) < 256:
                 cache[block] = headers
         else:
@@ -820,6 +825,8 @@ class H2Connection(Protocol):
         self._closing = True
         if self.on_goaway is not None:
             self.on_goaway(self)
+        while self.pending:
+            self._refuse(self.pending.popleft())
         if not self.streams:
             self._close_transport()
 
