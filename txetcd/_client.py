@@ -90,6 +90,10 @@ class Client:
         if isinstance(endpoints, str):
             endpoints = (endpoints,)
         self.timeout = self._check_timeout(timeout)
+        if keepalive_interval is not None and keepalive_interval < 5.0:
+            raise ValueError(
+                "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
+            )
         self._channel = Channel(
             list(endpoints),
             reactor,

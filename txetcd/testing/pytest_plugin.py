@@ -1,0 +1,54 @@
+"""pytest fixtures for code that uses txetcd (needs pytest-twisted).
+
+Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.py``:
+
+- ``etcd_server``: one real etcd for the whole session (:class:`~txetcd.testing.EtcdServer`).
+- ``etcd_server_private``: a real etcd of the test's own, for tests that kill or restart it.
+- ``etcd_client``: a :class:`txetcd.Client` on ``etcd_server``, closed after the test.
+- ``etcd_prefix``: a key prefix unique to the test, so tests sharing a server do not collide.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
+import pytest_twisted
+
+from txetcd.testing._server import EtcdServer
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    """A real etcd shared by the session, killed (and its data removed) at the end."""
+    with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture
+def etcd_server_private() -> Iterator[EtcdServer]:
+    """A real etcd for this test alone (kill and restart it at will)."""
+    with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture
+def etcd_prefix(request: Any) -> bytes:
+    """``b"test/<test name>/"``: a prefix no other test uses."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+    return f"test/{name}/".encode()
+
+
+@pytest_twisted.async_yield_fixture
+async def etcd_client(etcd_server: EtcdServer) -> AsyncIterator[Any]:
+    """A client of ``etcd_server``; closed, with nothing left behind, after the test."""
+    from twisted.internet import reactor
+
+    from txetcd import Client
+
+    client = Client(etcd_server.endpoint, reactor=reactor, timeout=10.0)
+    try:
+        yield client
+    finally:
+        await client.close()
