@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
@@ -334,6 +334,7 @@ class H2Connection(Protocol):
         self._reader = FrameReader()
         self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
         self._header_cache: Dict[bytes, List[Tuple[bytes, bytes]]] = {}
+        self._corked: Optional[List[bytes]] = None  # writes held while a read is handled
         self._header_stream = 0  # stream whose header block is being continued
         self._header_buf = b""
         self._header_end_stream = False
@@ -371,6 +372,10 @@ class H2Connection(Protocol):
         set_nodelay = getattr(transport, "setTcpNoDelay", None)
         if set_nodelay is not None:
             set_nodelay(True)
+        if all(
+            hasattr(transport, a) for a in ("socket", "dataBuffer", "_tempDataBuffer", "disconnecting")
+        ):
+            self._raw_send = self._send_direct  # type: ignore[method-assign]
         settings = b"".join(
             (
                 _SETTING.pack(SETTINGS_ENABLE_PUSH, 0),
@@ -382,11 +387,14 @@ class H2Connection(Protocol):
         extra = self.local_connection_window - DEFAULT_WINDOW
         if extra > 0:
             out += frame(WINDOW_UPDATE, 0, 0, _U32.pack(extra))
-        transport.write(out)
+        self._send(out)
         self._arm_keepalive()
 
     def dataReceived(self, data: bytes) -> None:
         self._received_since_ping = True
+        # Writes made while handling this read (PING and SETTINGS ACKs, window updates, and the
+        # requests that callbacks start on the answers) leave together, in one send, at the end.
+        self._corked = []
         try:
             frames = self._reader.feed(data)
             for ftype, flags, sid, payload in frames:
@@ -397,6 +405,8 @@ class H2Connection(Protocol):
             self._fail_connection(e.code, str(e))
         except HPACKError as e:
             self._fail_connection(COMPRESSION_ERROR, f"HPACK: {e}")
+        finally:
+            self._uncork()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionClosed("closed"))) -> None:
         self.connected = False
@@ -473,9 +483,9 @@ class H2Connection(Protocol):
                 self.send_window -= n
                 stream.send_window -= n
                 out += _HEAD.pack(n << 8 | DATA, FLAG_END_STREAM if end_stream else 0, sid) + data
-            transport.write(out)
+            self._send(out)
         else:
-            transport.write(out)
+            self._send(out)
             if data or end_stream:
                 stream._queue().appendleft((data, end_stream))
             self._flush_stream(stream)
@@ -525,7 +535,7 @@ class H2Connection(Protocol):
             if last:
                 break
         if out:
-            transport.write(b"".join(out))
+            self._send(b"".join(out))
         if view:
             stream._queue().appendleft((view, end_stream))
             self._blocked[sid] = stream
@@ -838,11 +848,13 @@ class H2Connection(Protocol):
         self._abort()
 
     def _close_transport(self) -> None:
+        self._uncork()
         transport = self.transport
         if transport is not None and self.connected:
             transport.loseConnection()
 
     def _abort(self) -> None:
+        self._uncork()  # e.g. a GOAWAY just written
         transport = self.transport
         if transport is None or not self.connected:
             return
@@ -862,9 +874,46 @@ class H2Connection(Protocol):
         self._abort()
 
     def _write(self, data: bytes) -> None:
+        if self.connected:
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        if self._corked is not None:
+            self._corked.append(data)
+        else:
+            self._raw_send(data)
+
+    def _raw_send(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and self.connected:
-            transport.write(data)
+        assert transport is not None
+        transport.write(data)
+
+    def _uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and self.connected:
+            self._raw_send(b"".join(corked) if len(corked) > 1 else corked[0])
+
+    def _send_direct(self, data: bytes) -> None:
+        """Send on the socket at once when nothing is buffered (saves a reactor round).
+
+        Twisted's ``write()`` only buffers: the bytes leave on the reactor's next turn, after an
+        ``epoll_ctl``/``epoll_wait`` pair. When the buffer is empty the order of bytes is kept by
+        sending straight away; whatever the kernel does not take (or any error) goes through
+        ``write()``, so Twisted still owns buffering, errors and closing.
+        """
+        t: Any = self.transport
+        if t._tempDataBuffer or t.dataBuffer or t.disconnecting or not t.connected:
+            t.write(data)
+            return
+        try:
+            n = t.socket.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            t.write(data)  # let Twisted see and report the failure
+            return
+        if n < len(data):
+            t.write(data[n:])
 
 
 def iter_frames(data: bytes) -> Iterator[Tuple[int, int, int, bytes]]:
