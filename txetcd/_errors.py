@@ -123,7 +123,9 @@ class OutcomeUnknown(ClientError):
     what went wrong.
     """
 
-    def __init__(self, message: str = "", *, cause: Optional[BaseException] = None, **kw: object) -> None:
+    def __init__(
+        self, message: str = "", *, cause: Optional[BaseException] = None, **kw: object
+    ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.cause = cause
 

@@ -24,10 +24,10 @@ from txetcd._types import (
 
 BytesLike = Union[bytes, str]
 
-RangeRequest = rpc_pb2.RangeRequest
-PutRequest = rpc_pb2.PutRequest
-DeleteRangeRequest = rpc_pb2.DeleteRangeRequest
-TxnRequest = rpc_pb2.TxnRequest
+# Typed loosely: the generated stubs want enum wrapper types where plain ints are fine.
+RangeRequest: Any = rpc_pb2.RangeRequest
+PutRequest: Any = rpc_pb2.PutRequest
+DeleteRangeRequest: Any = rpc_pb2.DeleteRangeRequest
 
 
 def to_bytes(value: object, what: str) -> bytes:
@@ -217,7 +217,9 @@ def range_result(resp: Any) -> RangeResult:
 
 
 def put_result(resp: Any) -> PutResult:
-    return PutResult(header_of(resp.header), kv_of(resp.prev_kv) if resp.HasField("prev_kv") else None)
+    return PutResult(
+        header_of(resp.header), kv_of(resp.prev_kv) if resp.HasField("prev_kv") else None
+    )
 
 
 def delete_result(resp: Any) -> DeleteResult:

@@ -42,7 +42,7 @@ __all__ = [
     "txn_request",
 ]
 
-_PBCompare = rpc_pb2.Compare
+_PBCompare: Any = rpc_pb2.Compare
 _RESULTS = {"==": 0, ">": 1, "<": 2, "!=": 3}
 
 
@@ -161,9 +161,10 @@ class LeaseId(_Target):
 
 
 class Op:
-    """An operation inside a txn (build with :class:`Get`, :class:`Put`, :class:`Delete`, :class:`Txn`)."""
+    """An operation inside a txn: a :class:`Get`, :class:`Put`, :class:`Delete` or :class:`Txn`."""
 
     __slots__ = ("_op",)
+    _op: Any  # the etcdserverpb.RequestOp
     read_only = True
 
     def to_protobuf(self) -> Any:
@@ -250,4 +251,3 @@ def txn_request(
     ok, ok_ro = _ops(success, "success")
     ko, ko_ro = _ops(failure, "failure")
     return rpc_pb2.TxnRequest(compare=cmps, success=ok, failure=ko), ok_ro and ko_ro
-

@@ -70,7 +70,7 @@ class RangeResult(NamedTuple):
     header: ResponseHeader
     kvs: Tuple[KeyValue, ...]
     more: bool
-    count: int
+    count: int  # type: ignore[assignment]  # etcd's name; it shadows tuple.count
 
     @property
     def value(self) -> Optional[bytes]:

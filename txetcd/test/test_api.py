@@ -105,11 +105,26 @@ def test_prefix_range_end() -> None:
 @pytest.mark.parametrize(
     "code,message,cls,also",
     [
-        (11, "etcdserver: mvcc: required revision has been compacted", txetcd.RevisionCompacted, ()),
+        (
+            11,
+            "etcdserver: mvcc: required revision has been compacted",
+            txetcd.RevisionCompacted,
+            (),
+        ),
         (11, "etcdserver: mvcc: required revision is a future revision", txetcd.FutureRevision, ()),
-        (3, "etcdserver: too many operations in txn request", txetcd.TooManyOperations, (ValueError,)),
+        (
+            3,
+            "etcdserver: too many operations in txn request",
+            txetcd.TooManyOperations,
+            (ValueError,),
+        ),
         (3, "etcdserver: request is too large", txetcd.RequestTooLarge, ()),
-        (8, "grpc: received message larger than max (2200010 vs. 2097152)", txetcd.MessageTooLarge, ()),
+        (
+            8,
+            "grpc: received message larger than max (2200010 vs. 2097152)",
+            txetcd.MessageTooLarge,
+            (),
+        ),
         (8, "etcdserver: mvcc: database space exceeded", txetcd.DatabaseSpaceExceeded, ()),
         (3, "etcdserver: duplicate key given in txn request", txetcd.DuplicateKey, ()),
         (3, "etcdserver: key is not provided", txetcd.EmptyKey, (ValueError,)),
@@ -143,7 +158,10 @@ def test_uncertain_write_errors_are_outcome_unknown() -> None:
     # a read that timed out on the server is just that
     assert type(error_from_status(14, "etcdserver: request timed out")) is txetcd.RequestTimedOut
     # a definite rejection of a write is not uncertain
-    assert type(error_from_status(3, "etcdserver: duplicate key given in txn request", mutation=True)) is txetcd.DuplicateKey
+    assert (
+        type(error_from_status(3, "etcdserver: duplicate key given in txn request", mutation=True))
+        is txetcd.DuplicateKey
+    )
     assert issubclass(txetcd.WriteTimeout, txetcd.OutcomeUnknown)
     assert issubclass(txetcd.WriteTimeout, txetcd.Timeout)
     assert issubclass(txetcd.ConnectionFailed, ConnectionError)

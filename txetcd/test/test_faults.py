@@ -84,7 +84,7 @@ async def test_connection_reset_retries_reads_and_reports_writes(
     # every read was sent again on a new connection and answered
     assert all(not isinstance(r, Exception) for r in got), got
     assert {r.value for r in got} <= {b"before", b"after"}
-    # every write either succeeded or says its outcome is unknown: never another error, never re-sent
+    # every write succeeded or says its outcome is unknown: no other error, never re-sent
     unknown = [r for r in put_outcomes if isinstance(r, Exception)]
     assert all(isinstance(r, OutcomeUnknown) for r in unknown), unknown
     assert unknown, "the reset came after the writes were sent: their outcome is unknown"

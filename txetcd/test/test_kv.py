@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 
 from txetcd import (
     Client,
@@ -61,9 +60,7 @@ async def test_put_then_get(etcd_client: Client, etcd_prefix: bytes) -> None:
     assert put.prev_kv is None
     got = await etcd_client.get(key)
     assert isinstance(got, RangeResult)
-    assert got.kvs == (
-        KeyValue(key, b"v1", put.header.revision, put.header.revision, 1, 0),
-    )
+    assert got.kvs == (KeyValue(key, b"v1", put.header.revision, put.header.revision, 1, 0),)
     assert got.count == 1 and not got.more
     assert got.value == b"v1" and got.kv is got.kvs[0]
     assert got.header.revision == put.header.revision
@@ -75,7 +72,7 @@ async def test_str_is_utf8(etcd_client: Client, etcd_prefix: bytes) -> None:
     await etcd_client.put(key, "välue")
     got = await etcd_client.get(key.encode("utf-8"))
     assert got.kvs[0].key == key.encode("utf-8")
-    assert got.value == "välue".encode("utf-8")
+    assert got.value == "välue".encode()
 
 
 @pytest_twisted.ensureDeferred

@@ -100,13 +100,16 @@ class EtcdServer:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> "EtcdServer":
-        """Start etcd (again, on the same ports and data, after :meth:`kill`) and wait until it is healthy."""
+        """Start etcd and wait until it is healthy.
+
+        After :meth:`kill` this restarts it on the same ports with the same data.
+        """
         if self.running:
             raise RuntimeError("etcd is already running")
         first = self.data_dir is None
         if first:
             self.data_dir = tempfile.mkdtemp(prefix="txetcd-etcd-")
-        for attempt in range(5):
+        for _attempt in range(5):
             if first:
                 self.client_port, self.peer_port = free_port(), free_port()
             try:
@@ -123,14 +126,22 @@ class EtcdServer:
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
             self.binary,
-            "--name", self.name,
-            "--data-dir", os.path.join(self.data_dir, "data"),
-            "--listen-client-urls", client,
-            "--advertise-client-urls", client,
-            "--listen-peer-urls", peer,
-            "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
-            "--log-level", "warn",
+            "--name",
+            self.name,
+            "--data-dir",
+            os.path.join(self.data_dir, "data"),
+            "--listen-client-urls",
+            client,
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            peer,
+            "--initial-advertise-peer-urls",
+            peer,
+            "--initial-cluster",
+            f"{self.name}={peer}",
+            "--log-level",
+            "warn",
             *self.extra_args,
         ]
         log_path = os.path.join(self.data_dir, "etcd.log")
