@@ -259,6 +259,8 @@ class _UnaryCall(_Call):
         if isinstance(reason, StreamNotProcessed) or self.idempotent:
             if self.attempts < self.channel.max_attempts and self.channel.dispatch(self):
                 return
+            if self.finished:  # dispatch() failed it already (the channel is closed)
+                return
             self._finish_error(ConnectionFailed(f"{reason.reason} (after {self.attempts} attempts)"))
         else:
             self._finish_error(
@@ -412,8 +414,11 @@ class GrpcStream(_Call):
             self._held -= 5 + n
             self.consumed(5 + n)
             self.on_message(message)
-        if self._server_done and not buf and not self.ended and not self.paused:
-            self._end(self._ending)
+        if self._server_done and not self.ended and not self.paused:
+            if buf and self._ending is None:
+                self._end(ProtocolViolation("the stream ended inside a gRPC message"))
+            else:
+                self._end(self._ending)
 
     def pause(self) -> None:
         """Hold messages back and stop returning window to the server."""
@@ -436,10 +441,7 @@ class GrpcStream(_Call):
             err = error_from_status(status, self.status_message)
         self._server_done = True
         self._ending = err
-        if err is not None:
-            self._end(err)
-        else:
-            self._deliver()
+        self._deliver()  # messages sent before the status come first (after resume() if paused)
 
     def reset_received(self, code: int) -> None:
         if self.status is not None and self.status != 0:
