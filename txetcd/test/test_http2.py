@@ -83,6 +83,11 @@ def goaway(last: int, code: int = NO_ERROR, debug: bytes = b"") -> bytes:
     return frame(GOAWAY, 0, 0, struct.pack(">II", last, code) + debug)
 
 
+def _string_transport() -> Any:
+    """A string transport that tells its protocol when it is closed (untyped in Twisted)."""
+    return StringTransportWithDisconnection()  # type: ignore[no-untyped-call]
+
+
 class Recorder(H2Stream):
     """A stream that records every hook call; consumes DATA at once unless told not to."""
 
@@ -90,9 +95,7 @@ class Recorder(H2Stream):
         self.events: list[tuple[Any, ...]] = []
         self.consume = consume
 
-    def headers_received(
-        self, headers: list[tuple[bytes, bytes]], end_stream: bool
-    ) -> None:
+    def headers_received(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
         self.events.append(("headers", list(headers), end_stream))
 
     def data_received(self, data: bytes) -> None:
@@ -134,9 +137,9 @@ class Peer:
             on_goaway=self._on_goaway,
             **kw,
         )
-        self.transport = StringTransportWithDisconnection()
+        self.transport = _string_transport()
         self.transport.protocol = self.conn
-        self.conn.makeConnection(self.transport)
+        self.conn.makeConnection(self.transport)  # type: ignore[no-untyped-call]
         first = self.transport.value()
         assert first.startswith(PREFACE)
         self.transport.clear()
@@ -297,9 +300,7 @@ def test_encode_literal_round_trips_through_hpack(
 
 @settings(max_examples=200, deadline=None)
 @given(index=st.integers(1, 61), value=values, sensitive=st.booleans())
-def test_encode_literal_indexed_name_round_trips(
-    index: int, value: bytes, sensitive: bool
-) -> None:
+def test_encode_literal_indexed_name_round_trips(index: int, value: bytes, sensitive: bool) -> None:
     decoder = Decoder(max_header_list_size=1 << 20)
     static_name = decoder.header_table.get_by_index(index)[0]
     (header,) = decoder.decode(
@@ -315,9 +316,7 @@ def test_request_style_block_round_trips() -> None:
     block = b"".join(
         (
             encode_literal_indexed_name(4, b"/etcdserverpb.KV/Range"),
-            encode_literal_indexed_name(
-                58, b"u" * 200
-            ),  # index 58 > 15: multi-byte index
+            encode_literal_indexed_name(58, b"u" * 200),  # index 58 > 15: multi-byte index
             encode_literal(b"token", b"t" * 128, sensitive=True),
             encode_literal(b"x-" + b"n" * 130, b""),
         )
@@ -345,9 +344,7 @@ header_pool = [
 block_ops = st.lists(
     st.one_of(
         st.lists(st.sampled_from(header_pool), min_size=1, max_size=4),
-        st.sampled_from(
-            [0, 64, 100, 200, 4096]
-        ),  # a table size change before the next block
+        st.sampled_from([0, 64, 100, 200, 4096]),  # a table size change before the next block
     ),
     min_size=1,
     max_size=30,
@@ -356,9 +353,7 @@ block_ops = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(ops=block_ops, initial_size=st.sampled_from([64, 150, 4096]))
-def test_header_cache_matches_a_fresh_decoder(
-    ops: list[Any], initial_size: int
-) -> None:
+def test_header_cache_matches_a_fresh_decoder(ops: list[Any], initial_size: int) -> None:
     """The connection decodes every block as a plain decoder would, whatever the table does."""
     peer = Peer()
     encoder = Encoder()
@@ -421,9 +416,7 @@ def test_header_cache_table_size_update() -> None:
         block = enc.encode(headers)
         peer.feed(frame(HEADERS, FLAG_END_HEADERS, sid, block))
         assert peer.conn.lost is None, peer.conn.lost
-        assert stream.events[-1][1] == [
-            tuple(h) for h in reference.decode(block, raw=True)
-        ]
+        assert stream.events[-1][1] == [tuple(h) for h in reference.decode(block, raw=True)]
 
     status = [(b":status", b"200")]
     enc.header_table_size = 100
@@ -450,9 +443,7 @@ def test_continuation_and_padded_prioritised_headers() -> None:
     peer.feed(frame(HEADERS, 0, sid, parts[0]) + frame(CONTINUATION, 0, sid, parts[1]))
     assert stream.events == []
     peer.feed(frame(CONTINUATION, FLAG_END_HEADERS, sid, parts[2]))
-    assert stream.events == [
-        ("headers", [(b":status", b"200"), (b"x-long", b"y" * 3000)], False)
-    ]
+    assert stream.events == [("headers", [(b":status", b"200"), (b"x-long", b"y" * 3000)], False)]
     trailers = peer.encoder.encode([(b"grpc-status", b"0")])
     padded = bytes((7,)) + struct.pack(">IB", 0, 15) + trailers + b"\x00" * 7
     peer.feed(
@@ -474,10 +465,7 @@ def test_frame_between_header_fragments_is_protocol_error() -> None:
     stream = peer.open()
     peer.sent()
     block = peer.encoder.encode([(b":status", b"200")])
-    peer.feed(
-        frame(HEADERS, 0, stream.stream_id, block)
-        + frame(DATA, 0, stream.stream_id, b"x")
-    )
+    peer.feed(frame(HEADERS, 0, stream.stream_id, block) + frame(DATA, 0, stream.stream_id, b"x"))
     (goaway_frame,) = [f for f in peer.sent() if f[0] == GOAWAY]
     assert struct.unpack(">II", goaway_frame[3][:8])[1] == PROTOCOL_ERROR
     assert stream.failure is not None
@@ -518,13 +506,9 @@ def test_padding_is_returned_as_window_without_the_consumer() -> None:
     stream = peer.open(consume=False)
     peer.sent()
     peer.headers(stream.stream_id, [(b":status", b"200")])
-    peer.feed(
-        frame(DATA, FLAG_PADDED, stream.stream_id, bytes((60,)) + b"abc" + b"\x00" * 60)
-    )
+    peer.feed(frame(DATA, FLAG_PADDED, stream.stream_id, bytes((60,)) + b"abc" + b"\x00" * 60))
     assert stream.events[-1] == ("data", b"abc")
-    updates = [
-        f for f in peer.sent() if f[0] == WINDOW_UPDATE and f[2] == stream.stream_id
-    ]
+    updates = [f for f in peer.sent() if f[0] == WINDOW_UPDATE and f[2] == stream.stream_id]
     # Pad length byte + padding
     assert [struct.unpack(">I", f[3])[0] for f in updates] == [61]
 
@@ -758,9 +742,7 @@ def test_settings_window_changes_mid_flight() -> None:
     # +400 usable
     peer.feed(frame(WINDOW_UPDATE, 0, stream.stream_id, struct.pack(">I", 450)))
     sent = [f for f in peer.sent() if f[0] == DATA]
-    assert sum(len(f[3]) for f in sent) == 400 and not any(
-        f[1] & FLAG_END_STREAM for f in sent
-    )
+    assert sum(len(f[3]) for f in sent) == 400 and not any(f[1] & FLAG_END_STREAM for f in sent)
     peer.feed(frame(SETTINGS, 0, 0, settings_payload(initial_window=100_000)))
     sent = [f for f in peer.sent() if f[0] == DATA]
     assert sum(len(f[3]) for f in sent) == 500 and sent[-1][1] & FLAG_END_STREAM
@@ -790,9 +772,7 @@ def test_big_request_headers_use_continuation() -> None:
     assert [f[0] for f in frames] == [HEADERS, CONTINUATION, CONTINUATION]
     assert frames[0][1] == FLAG_END_STREAM and frames[-1][1] == FLAG_END_HEADERS
     assert all(len(f[3]) <= 16384 for f in frames)
-    assert [
-        tuple(h) for h in Decoder().decode(b"".join(f[3] for f in frames), raw=True)
-    ][-1] == (
+    assert [tuple(h) for h in Decoder().decode(b"".join(f[3] for f in frames), raw=True)][-1] == (
         b"x-big",
         b"z" * 40000,
     )
