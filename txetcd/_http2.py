@@ -19,7 +19,7 @@ from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequenc
 from hpack import Decoder
 from hpack.exceptions import HPACKError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 __all__ = [
@@ -351,7 +351,7 @@ class H2Connection(Protocol):
     @property
     def accepting(self) -> bool:
         """True while new streams may be started on this connection."""
-        return (
+        return bool(
             self.connected
             and self.lost is None
             and self.goaway_last_stream_id is None
@@ -373,7 +373,8 @@ class H2Connection(Protocol):
         if set_nodelay is not None:
             set_nodelay(True)
         if all(
-            hasattr(transport, a) for a in ("socket", "dataBuffer", "_tempDataBuffer", "disconnecting")
+            hasattr(transport, a)
+            for a in ("socket", "dataBuffer", "_tempDataBuffer", "disconnecting")
         ):
             self._raw_send = self._send_direct  # type: ignore[method-assign]
         settings = b"".join(
@@ -408,7 +409,7 @@ class H2Connection(Protocol):
         finally:
             self._uncork()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionClosed("closed"))) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         self._stop_keepalive()
         if self.lost is None:
@@ -601,6 +602,8 @@ class H2Connection(Protocol):
         # PRIORITY and unknown frame types are ignored.
 
     def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
+        if sid == 0:
+            raise ProtocolError("DATA on stream 0")
         flow = len(payload)
         self._conn_unacked += flow
         if self._conn_unacked >= self.local_connection_window // 4:
@@ -664,7 +667,11 @@ class H2Connection(Protocol):
         first = entries[0] if size else None
         maxsize = table.maxsize  # a size update changes the table even when no entry moves
         headers = [tuple(h) for h in self._decoder.decode(block, raw=True)]  # type: ignore[misc]
-        if len(entries) == size and (entries[0] if size else None) is first and table.maxsize == maxsize:
+        if (
+            len(entries) == size
+            and (entries[0] if size else None) is first
+            and table.maxsize == maxsize
+        ):
             if len(cache) < 256:
                 cache[block] = headers
         else:
@@ -758,6 +765,8 @@ class H2Connection(Protocol):
                 self.remote_initial_window = value
                 for stream in self.streams.values():
                     stream.send_window += delta
+                    if stream.send_window > MAX_WINDOW:
+                        raise ProtocolError("stream window overflow", FLOW_CONTROL_ERROR)
             elif ident == SETTINGS_MAX_FRAME_SIZE:
                 if not DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
                     raise ProtocolError("bad MAX_FRAME_SIZE")
@@ -780,7 +789,8 @@ class H2Connection(Protocol):
         self.goaway_last_stream_id = last
         self.goaway_code = code
         self.goaway_debug = payload[8:]
-        why = f"server sent GOAWAY (code {code}{', ' + repr(self.goaway_debug) if self.goaway_debug else ''})"
+        debug = f", {self.goaway_debug!r}" if self.goaway_debug else ""
+        why = f"server sent GOAWAY (code {code}{debug})"
         for sid in [s for s in self.streams if s > last]:
             stream = self.streams[sid]
             self._forget(stream)
@@ -843,8 +853,8 @@ class H2Connection(Protocol):
     def _fail_connection(self, code: int, message: str) -> None:
         if self.lost is None:
             self.lost = ConnectionClosed(f"HTTP/2 protocol error: {message}")
-            last = max(self.streams, default=0)
-            self._write(frame(GOAWAY, 0, 0, _GOAWAY.pack(last, code) + message.encode()[:200]))
+            # Our last-stream-id is the highest *server*-started stream we handled: none.
+            self._write(frame(GOAWAY, 0, 0, _GOAWAY.pack(0, code) + message.encode()[:200]))
         self._abort()
 
     def _close_transport(self) -> None:

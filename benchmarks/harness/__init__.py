@@ -1,1 +1,1 @@
-"""The benchmark harness behind ``benchmarks/run.py``: clients, venvs, etcd, workers, h2load, report."""
+"""The harness behind ``benchmarks/run.py``: clients, venvs, etcd, workers, h2load, report."""

@@ -64,9 +64,7 @@ CLIENTS: dict[str, ClientDef] = {
             variant="linearizable",
             note="etcetra's linearizable read: read-only txn with get(serializable=False)",
         ),
-        ClientDef(
-            "aetcd", "aetcd_worker.py", "aetcd", ("aetcd==1.0.0",), note="grpc.aio"
-        ),
+        ClientDef("aetcd", "aetcd_worker.py", "aetcd", ("aetcd==1.0.0",), note="grpc.aio"),
         ClientDef(
             "etcd3aio",
             "etcd3aio_worker.py",

@@ -136,9 +136,7 @@ def run_h2load(
     rev0 = _revision(etcdctl, endpoint, key) if op == "put" else None
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     etcd0 = etcd_cpu()
-    out = subprocess.run(
-        cmd, check=False, capture_output=True, text=True, timeout=seconds + 60
-    )
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=seconds + 60)
     etcd1 = etcd_cpu()
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     text = out.stdout + out.stderr
@@ -149,18 +147,14 @@ def run_h2load(
     failed = int(_number(r"(\d+) failed", text)) + int(_number(r"(\d+) errored", text))
     ok_status = int(_number(r"status codes: (\d+) 2xx", text))
     if failed or ok_status < succeeded or succeeded == 0:
-        raise WorkerError(
-            f"h2load: {succeeded} succeeded, {failed} failed, {ok_status} 2xx"
-        )
+        raise WorkerError(f"h2load: {succeeded} succeeded, {failed} failed, {ok_status} 2xx")
     if rev0 is not None:
         rev1 = _revision(etcdctl, endpoint, key)
         if rev1 is not None and rev1 - rev0 < succeeded:
             raise WorkerError(
                 f"h2load counted {succeeded} puts but the revision moved {rev1 - rev0}"
             )
-    cpu = (children1.ru_utime + children1.ru_stime) - (
-        children0.ru_utime + children0.ru_stime
-    )
+    cpu = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     return {
         "ok": True,
         "ops": succeeded,

@@ -40,9 +40,7 @@ class Figure:
 
     @property
     def label(self) -> str:
-        return f"{self.op} " + (
-            "seq" if self.concurrency == 1 else f"c{self.concurrency}"
-        )
+        return f"{self.op} " + ("seq" if self.concurrency == 1 else f"c{self.concurrency}")
 
     @property
     def in_bar(self) -> bool:
@@ -146,9 +144,7 @@ def compare(
             any_value = meds[best_any][fig.key]["ops_per_s"]
             row["fastest_serializable_peer"] = best_any
             row["fastest_serializable_ops_per_s"] = any_value
-            row["ratio_vs_serializable"] = (
-                ours / any_value if ours and any_value else None
-            )
+            row["ratio_vs_serializable"] = ours / any_value if ours and any_value else None
         rows.append(row)
     return rows
 
@@ -164,9 +160,7 @@ def fmt_ms(v: float | None) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def _cell(
-    meds: dict[str, dict[str, Stat]], info: ClientInfo, fig: Figure, field: str
-) -> str:
+def _cell(meds: dict[str, dict[str, Stat]], info: ClientInfo, fig: Figure, field: str) -> str:
     value = meds.get(info.name, {}).get(fig.key, {}).get(field)
     cell = _ops(value) if field == "ops_per_s" else fmt_ms(value)
     if value is not None and fig.op == "get" and not info.linearizable:
@@ -237,7 +231,9 @@ def _verdict_line(comparison: Sequence[dict[str, Any]]) -> str:
     return f"bar (txetcd >= {BAR}x the fastest peer on {len(bar)} figures): {overall}  [{parts}]"
 
 
-_FOOTNOTE = "(*) serializable reads (may be stale; cheaper for etcd): not compared with txetcd's gets."
+_FOOTNOTE = (
+    "(*) serializable reads (may be stale; cheaper for etcd): not compared with txetcd's gets."
+)
 
 
 def text(
@@ -252,9 +248,7 @@ def text(
         widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
         out.append(title)
         for n, row in enumerate([heads, *rows]):
-            cells = [row[0].ljust(widths[0])] + [
-                c.rjust(w) for c, w in zip(row[1:], widths[1:])
-            ]
+            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
             out.append("  " + "  ".join(cells).rstrip())
             if n == 0:
                 out.append("  " + "  ".join("-" * w for w in widths))

@@ -102,9 +102,7 @@ def measure(
             )
             result = run_worker(r.python, r.client.worker, spec, timeout=bench.timeout)
     except WorkerError as e:
-        bench.errors.append(
-            {"round": rnd, "figure": fig.label, "client": name, "error": str(e)}
-        )
+        bench.errors.append({"round": rnd, "figure": fig.label, "client": name, "error": str(e)})
         say(f"{head} ERROR {str(e).splitlines()[0]}")
         return None
     ops = int(result["ops"])

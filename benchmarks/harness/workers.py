@@ -10,9 +10,7 @@ from typing import Any
 
 __all__ = ["WORKERS_DIR", "WorkerError", "WorkerSpec", "run_worker"]
 
-WORKERS_DIR = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workers"
-)
+WORKERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workers")
 
 
 class WorkerError(RuntimeError):
@@ -38,10 +36,8 @@ class WorkerSpec:
         return json.dumps(self.__dict__)
 
 
-def run_worker(
-    python: str, worker: str, spec: WorkerSpec, timeout: float
-) -> dict[str, Any]:
-    """Run ``python workers/<worker> '<spec>'`` and return its result (raises :class:`WorkerError`)."""
+def run_worker(python: str, worker: str, spec: WorkerSpec, timeout: float) -> dict[str, Any]:
+    """Run ``python workers/<worker> '<spec>'``; its result, or :class:`WorkerError`."""
     cmd = [python, os.path.join(WORKERS_DIR, worker), spec.to_json()]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
@@ -66,9 +62,7 @@ def run_worker(
             break
     if result is None:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-        raise WorkerError(
-            f"{worker} {spec.op} exited {proc.returncode} with no result:\n{tail}"
-        )
+        raise WorkerError(f"{worker} {spec.op} exited {proc.returncode} with no result:\n{tail}")
     if not result.get("ok"):
         raise WorkerError(f"{worker} {spec.op}: {result.get('error')}")
     return result

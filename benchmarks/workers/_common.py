@@ -109,10 +109,7 @@ class Workload:
     """
 
     def __init__(self, spec: Spec) -> None:
-        pairs = [
-            key_value(i, spec.keys, spec.value_size, spec.prefix)
-            for i in range(spec.keys)
-        ]
+        pairs = [key_value(i, spec.keys, spec.value_size, spec.prefix) for i in range(spec.keys)]
         self.key_strs: list[str] = [k for k, _ in pairs]
         self.value_strs: list[str] = [v for _, v in pairs]
         self.keys: list[bytes] = [k.encode() for k in self.key_strs]
@@ -200,9 +197,7 @@ def _asyncio_gather(coros: list[Coroutine[Any, Any, None]]) -> Awaitable[Any]:
     return asyncio.gather(*coros)
 
 
-async def _async_phase(
-    op: AsyncOp, concurrency: int, seconds: float, gather: Gather
-) -> int:
+async def _async_phase(op: AsyncOp, concurrency: int, seconds: float, gather: Gather) -> int:
     """Run ``concurrency`` loops of ``await op(i)`` until ``seconds`` pass; return ops completed."""
     counter = itertools.count()
     deadline = time.monotonic() + seconds
@@ -233,9 +228,7 @@ async def run_async(
     """
     rev0 = await revision() if revision is not None else None
     warmup_ops = (
-        await _async_phase(op, spec.concurrency, spec.warmup, gather)
-        if spec.warmup > 0
-        else 0
+        await _async_phase(op, spec.concurrency, spec.warmup, gather) if spec.warmup > 0 else 0
     )
     meter = Meter(spec.etcd_pid)
     meter.start()
@@ -274,9 +267,7 @@ def _thread_phase(op: SyncOp, concurrency: int, seconds: float) -> int:
     if concurrency == 1:
         loop()
     else:
-        threads = [
-            threading.Thread(target=loop, daemon=True) for _ in range(concurrency)
-        ]
+        threads = [threading.Thread(target=loop, daemon=True) for _ in range(concurrency)]
         for t in threads:
             t.start()
         for t in threads:
@@ -291,9 +282,7 @@ def run_threads(
 ) -> dict[str, Any]:
     """Like :func:`run_async` for blocking clients: N threads (or the main thread for N = 1)."""
     rev0 = revision() if revision is not None else None
-    warmup_ops = (
-        _thread_phase(op, spec.concurrency, spec.warmup) if spec.warmup > 0 else 0
-    )
+    warmup_ops = _thread_phase(op, spec.concurrency, spec.warmup) if spec.warmup > 0 else 0
     meter = Meter(spec.etcd_pid)
     meter.start()
     ops = _thread_phase(op, spec.concurrency, spec.seconds)

@@ -1,4 +1,6 @@
-"""The blocking python-etcd3 API, shared by python3-etcd3 (``etcd3``) and etcd-sdk-python (``pyetcd``).
+"""The blocking python-etcd3 API.
+
+Shared by python3-etcd3 (``etcd3``) and etcd-sdk-python (``pyetcd``).
 
 Both expose ``client(host, port)``, ``put(key, value) -> PutResponse`` and
 ``get(key) -> (value, metadata)`` (linearizable by default) on grpcio's blocking stubs. Concurrency

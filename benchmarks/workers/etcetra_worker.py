@@ -1,10 +1,11 @@
 """etcetra worker (asyncio over grpc.aio).
 
 etcetra's ``get()`` always sends ``serializable=True`` (a serializable read: the member answers from
-its local store without confirming it is up to date, so a read may be stale). With the default variant
-the worker measures exactly that, and the harness marks the figure. The ``linearizable`` variant
-reads through etcetra's public transaction API instead: a read-only txn holding one
-``get(key, serializable=False)``, which etcd serves on its linearizable read path (no raft write).
+its local store without confirming it is up to date, so a read may be stale).
+With the default variant the worker measures exactly that, and the harness marks the figure.
+The ``linearizable`` variant reads through etcetra's public transaction API instead: a
+read-only txn holding one ``get(key, serializable=False)``, which etcd serves on its
+linearizable read path (no raft write).
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ async def _run(spec: Spec, wl: Workload) -> dict[str, Any]:
         async def get_linearizable(i: int) -> None:
             j = i % size
             key = keys[j]
-            results: list[Any] = await comm.txn(
-                lambda action: action.get(key, serializable=False)
-            )
+            results: list[Any] = await comm.txn(lambda action: action.get(key, serializable=False))
             value = results[0].get(key) if len(results) == 1 else None
             if value != values[j]:
                 check_value(value, values[j], key)

@@ -47,9 +47,7 @@ from txetcd import Client
 
 
 def _gather(coros: list[Coroutine[Any, Any, None]]) -> defer.Deferred[Any]:
-    d = defer.gatherResults(
-        [defer.ensureDeferred(c) for c in coros], consumeErrors=True
-    )
+    d = defer.gatherResults([defer.ensureDeferred(c) for c in coros], consumeErrors=True)
 
     def unwrap(failure: Failure) -> Failure:
         # Report the loop's own exception, not gatherResults' FirstError wrapper.

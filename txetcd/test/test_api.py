@@ -142,7 +142,7 @@ def test_prefix_range_end() -> None:
         (99, "???", txetcd.Internal, ()),
     ],
 )
-def test_error_table(code: int, message: str, cls: type, also: tuple) -> None:
+def test_error_table(code: int, message: str, cls: type, also: tuple[type, ...]) -> None:
     err = error_from_status(code, message)
     assert type(err) is cls
     assert isinstance(err, txetcd.EtcdError) and isinstance(err, txetcd.ServerError)

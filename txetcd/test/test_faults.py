@@ -78,7 +78,7 @@ async def test_connection_reset_retries_reads_and_reports_writes(
     assert conn is not None
     gets = [etcd_client.get(k) for k in keys]
     puts = [etcd_client.put(k, b"after") for k in keys]
-    conn.transport.abortConnection()  # a reset with all 128 calls written
+    conn.transport.abortConnection()  # type: ignore[union-attr]  # a reset with all 128 calls written
     got = await settle(*gets)
     put_outcomes = await settle(*puts)
     # every read was sent again on a new connection and answered

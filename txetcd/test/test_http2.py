@@ -788,3 +788,29 @@ def test_server_settings_are_acked_and_frame_size_is_honoured() -> None:
     peer.open(b"q" * 50000)
     sizes = [len(f[3]) for f in peer.sent() if f[0] == DATA]
     assert sizes == [20000, 20000, 10000]
+
+
+def test_data_on_stream_zero_and_window_overflow_are_connection_errors() -> None:
+    """Both are connection errors (RFC 9113 6.1, 6.9.2): GOAWAY, then the connection ends."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from txetcd import _http2 as h
+
+    for bad in (
+        h.frame(h.DATA, 0, 0, b"x"),
+        h.frame(h.SETTINGS, 0, 0, h._SETTING.pack(h.SETTINGS_INITIAL_WINDOW_SIZE, h.MAX_WINDOW)),
+    ):
+        conn = h.H2Connection(Clock(), keepalive_interval=None)
+        transport = StringTransport()
+        conn.makeConnection(transport)
+        stream = h.H2Stream()
+        conn.start_stream(stream, b"\x83")
+        stream.send_window = h.MAX_WINDOW - 10  # as if the peer had granted almost all
+        transport.clear()
+        conn.dataReceived(bad)
+        frames = list(h.iter_frames(transport.value()))
+        assert frames and frames[0][0] == h.GOAWAY
+        assert h._GOAWAY.unpack_from(frames[0][3])[0] == 0  # no server stream was processed
+        assert conn.lost is not None
+        assert transport.disconnecting

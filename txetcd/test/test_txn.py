@@ -91,8 +91,8 @@ async def test_every_target_and_operator(etcd_client: Client, etcd_prefix: bytes
             (target, lower, "gt", True),
             (target, actual, "gt", False),
         ]
-    for target, operand, op, expected in cases:
-        cmp = getattr(target(key), op)(operand)
+    for make, operand, op, expected in cases:
+        cmp = getattr(make(key), op)(operand)
         assert await holds(etcd_client, cmp) is expected, (cmp, expected)
     # the operator sugar builds the same compares
     assert await holds(etcd_client, Version(key) == 2)
