@@ -42,11 +42,17 @@ setup(
             "sphinx>=7",
         ],
         "dev": ["mypy", "mypy-zope", "ruff", "types-protobuf", "grpcio-tools==1.62.3"],
-        "bench": [],  # peers are installed in their own venvs by benchmarks/run.py
+        # The peers that install side by side (benchmarks/run.py gives each its own venv anyway,
+        # and etcetra, whose grpcio/protobuf pins clash with these, only gets one there).
+        "bench": [
+            "aetcd==1.0.0",
+            "etcd3aio==0.3.0",
+            "python3-etcd3==0.13.0",
+            "etcd-sdk-python==0.0.7",
+        ],
     },
     classifiers=[
         "Framework :: Twisted",
-        "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
         "Topic :: Database",
         "Typing :: Typed",

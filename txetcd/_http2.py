@@ -77,6 +77,8 @@ MAX_WINDOW = 2**31 - 1
 MAX_STREAM_ID = 2**31 - 1
 DEFAULT_WINDOW = 65535
 DEFAULT_MAX_FRAME = 16384
+#: longest a PING ACK waits for a write to ride on (seconds)
+PING_ACK_DELAY = 0.002
 MAX_HEADER_LIST = 1 << 20  # announced in SETTINGS_MAX_HEADER_LIST_SIZE and enforced by the decoder
 
 _HEAD = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
@@ -335,6 +337,8 @@ class H2Connection(Protocol):
         self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
         self._header_cache: Dict[bytes, List[Tuple[bytes, bytes]]] = {}
         self._corked: Optional[List[bytes]] = None  # writes held while a read is handled
+        self._ping_acks: List[bytes] = []  # PING ACKs waiting to ride on the next write
+        self._ping_ack_timer: Optional[IDelayedCall] = None
         self._header_stream = 0  # stream whose header block is being continued
         self._header_buf = b""
         self._header_end_stream = False
@@ -590,7 +594,7 @@ class H2Connection(Protocol):
             if flags & FLAG_ACK:
                 self._on_ping_ack(payload)
             else:
-                self._write(frame(PING, FLAG_ACK, 0, payload))
+                self._ack_ping(payload)
         elif ftype == RST_STREAM:
             if len(payload) != 4:
                 raise ProtocolError("bad RST_STREAM", FRAME_SIZE_ERROR)
@@ -834,10 +838,11 @@ class H2Connection(Protocol):
         self._abort()
 
     def _stop_keepalive(self) -> None:
-        for timer in (self._ping_timer, self._ping_deadline):
+        self._ping_acks = []
+        for timer in (self._ping_timer, self._ping_deadline, self._ping_ack_timer):
             if timer is not None and timer.active():
                 timer.cancel()
-        self._ping_timer = self._ping_deadline = None
+        self._ping_timer = self._ping_deadline = self._ping_ack_timer = None
 
     # -- closing -------------------------------------------------------------------------------
     def _drain(self) -> None:
@@ -888,10 +893,36 @@ class H2Connection(Protocol):
             self._send(data)
 
     def _send(self, data: bytes) -> None:
+        if self._ping_acks:
+            data = self._take_ping_acks() + data
         if self._corked is not None:
             self._corked.append(data)
         else:
             self._raw_send(data)
+
+    def _ack_ping(self, payload: bytes) -> None:
+        """Answer a PING, riding on the next write if one comes within ``PING_ACK_DELAY``.
+
+        etcd's server (grpc-go's bandwidth estimator) PINGs after every request it reads, while
+        the answer is still being worked out; an ACK of its own would cost a send per call.
+        """
+        self._ping_acks.append(frame(PING, FLAG_ACK, 0, payload))
+        if self._ping_ack_timer is None:
+            self._ping_ack_timer = self.clock.callLater(PING_ACK_DELAY, self._flush_ping_acks)
+
+    def _take_ping_acks(self) -> bytes:
+        acks = b"".join(self._ping_acks)
+        self._ping_acks = []
+        if self._ping_ack_timer is not None:
+            if self._ping_ack_timer.active():
+                self._ping_ack_timer.cancel()
+            self._ping_ack_timer = None
+        return acks
+
+    def _flush_ping_acks(self) -> None:
+        self._ping_ack_timer = None
+        if self._ping_acks and self.connected:
+            self._send(b"")
 
     def _raw_send(self, data: bytes) -> None:
         transport = self.transport

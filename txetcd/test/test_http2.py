@@ -34,6 +34,7 @@ from txetcd._http2 import (
     MAX_STREAM_ID,
     NO_ERROR,
     PING,
+    PING_ACK_DELAY,
     PREFACE,
     PROTOCOL_ERROR,
     RST_STREAM,
@@ -572,9 +573,35 @@ def test_keepalive_ack_keeps_the_connection() -> None:
     assert peer.conn.lost is None and not peer.closed
     assert stream.events == []
     assert len(acked_at) >= 4  # it went on pinging the silent server
-    # The server's own PINGs are answered with the same payload.
+    # The server's own PINGs are answered with the same payload, within PING_ACK_DELAY.
     peer.feed(frame(PING, 0, 0, b"srvping!"))
+    peer.clock.advance(PING_ACK_DELAY)
     assert (PING, FLAG_ACK, 0, b"srvping!") in peer.sent()
+
+
+def test_ping_ack_rides_on_the_next_write() -> None:
+    """A server PING's ACK waits (at most PING_ACK_DELAY) for a write to share a send with."""
+    peer = Peer()
+    peer.feed(frame(PING, 0, 0, b"bdp-ping"))
+    assert peer.sent() == []  # held back for a moment
+    assert len(peer.clock.getDelayedCalls()) == 1
+    peer.open(b"request")  # the next call's frames carry the ACK in the same write
+    writes = peer.transport.io.getvalue()
+    frames = peer.sent()
+    assert frames[0] == (PING, FLAG_ACK, 0, b"bdp-ping")
+    assert [f[0] for f in frames[1:]] == [HEADERS, DATA]
+    assert writes.startswith(frame(PING, FLAG_ACK, 0, b"bdp-ping"))
+    assert peer.clock.getDelayedCalls() == []  # the flush timer went with it
+    # Several PINGs and no write: all ACKs go out once the delay is over, and only then.
+    peer.feed(frame(PING, 0, 0, b"ping-one") + frame(PING, 0, 0, b"ping-two"))
+    peer.clock.advance(PING_ACK_DELAY / 2)
+    assert peer.sent() == []
+    peer.clock.advance(PING_ACK_DELAY / 2)
+    assert peer.sent() == [(PING, FLAG_ACK, 0, b"ping-one"), (PING, FLAG_ACK, 0, b"ping-two")]
+    # A connection lost with an ACK pending leaves no timer behind.
+    peer.feed(frame(PING, 0, 0, b"lastping"))
+    peer.conn.connectionLost()
+    assert peer.clock.getDelayedCalls() == []
 
 
 def test_keepalive_timeout_fails_every_stream() -> None:
