@@ -17,7 +17,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         "demo", help="a short tour against a throwaway local etcd it starts itself"
     )
     demo.add_argument(
-        "--endpoint", help="use this running etcd (http://host:port) instead of starting one"
+        "--endpoint",
+        help=(
+            "use this running etcd (http://host:port) instead of starting one; careful: the demo"
+            " writes and deletes keys under demo/ and compacts that etcd's history"
+        ),
     )
     args = parser.parse_args(argv)
     if args.command == "demo":

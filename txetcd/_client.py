@@ -27,7 +27,15 @@ from txetcd._kv import (
 )
 from txetcd._proto import rpc_pb2
 from txetcd._txn import Compare, Op, txn_request
-from txetcd._types import CompactResult, DeleteResult, PutResult, RangeResult, TxnResult
+from txetcd._types import (
+    CompactResult,
+    DeleteResult,
+    PutResult,
+    RangeResult,
+    SortOrder,
+    SortTarget,
+    TxnResult,
+)
 
 __all__ = ["Client"]
 
@@ -67,6 +75,8 @@ class Client:
         while calls are open (at least 5: etcd closes connections that ping more often).
     :param keepalive_timeout: seconds to wait for the PING's answer before the connection is
         declared dead.
+
+    ``client.timeout`` is the default deadline and ``client.reactor`` the reactor in use.
 
     Reads (gets, read-only txns) whose connection breaks are sent again on a new connection.
     Writes are sent again only when they certainly never reached the server; otherwise they fail
@@ -141,7 +151,23 @@ class Client:
 
     # -- reads -----------------------------------------------------------------------------
     def get(
-        self, key: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
+        self,
+        key: Union[bytes, str],
+        *,
+        range_end: Union[bytes, str, None] = None,
+        prefix: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: Union[SortOrder, str] = SortOrder.NONE,
+        sort_target: Union[SortTarget, str] = SortTarget.KEY,
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+        timeout: Any = NOT_GIVEN,
     ) -> "Deferred[RangeResult]":
         """Read one key. ``result.kvs`` is empty when the key does not exist.
 
@@ -156,14 +182,26 @@ class Client:
         - ``min_mod_revision``, ``max_mod_revision``, ``min_create_revision``,
           ``max_create_revision``: filters on the keys' revisions (``count`` ignores them)
         - ``range_end``, ``prefix``: see :meth:`get_range` and :meth:`get_prefix`
+        - ``timeout``: this call's deadline in seconds (``None``: none), instead of the client's
         """
+        req = range_request(
+            key,
+            range_end,
+            prefix=prefix,
+            limit=limit,
+            revision=revision,
+            sort_order=sort_order,
+            sort_target=sort_target,
+            serializable=serializable,
+            keys_only=keys_only,
+            count_only=count_only,
+            min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision,
+            min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision,
+        )
         return self._call(
-            _RANGE,
-            range_request(key, **options),
-            _RangeResponse,
-            range_result,
-            idempotent=True,
-            timeout=timeout,
+            _RANGE, req, _RangeResponse, range_result, idempotent=True, timeout=timeout
         )
 
     def get_prefix(
@@ -215,12 +253,17 @@ class Client:
         self,
         key: Union[bytes, str],
         *,
+        range_end: Union[bytes, str, None] = None,
+        prefix: bool = False,
         prev_kv: bool = False,
         timeout: Any = NOT_GIVEN,
-        **options: Any,
     ) -> "Deferred[DeleteResult]":
-        """Delete one key (or, with ``range_end=``/``prefix=True``, a range)."""
-        req = delete_request(key, prev_kv=prev_kv, **options)
+        """Delete one key (or, with ``range_end=``/``prefix=True``, a range).
+
+        ``prev_kv``: return the deleted keys as they were. ``result.deleted`` counts them; a
+        delete that finds nothing is not an error (and makes no new revision).
+        """
+        req = delete_request(key, range_end, prefix=prefix, prev_kv=prev_kv)
         return self._call(
             _DELETE, req, _DeleteResponse, delete_result, idempotent=False, timeout=timeout
         )
@@ -273,8 +316,10 @@ class Client:
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> "Deferred[None]":
-        """Drop every connection; pending calls fail with :class:`~txetcd.ClientClosed`.
+        """Drop every connection and fire once no connection or timer of this client is left.
 
-        Fires once no connection and no timer of this client is left.
+        Pending reads and calls not yet sent fail with :class:`~txetcd.ClientClosed`; writes
+        already sent fail with :class:`~txetcd.OutcomeUnknown` (they may have been applied).
+        Calls made after ``close()`` fail with ``ClientClosed``.
         """
         return self._channel.close()

@@ -71,7 +71,8 @@ async def tour(client: Client, say: Callable[[str], None]) -> None:
     try:
         await client.get(b"demo/config/colour", revision=old)
     except RevisionCompacted as e:
-        say(f"get at revision {old} after compaction   -> {type(e).__name__}: {e}")
+        what = f"get at revision {old} after compaction"
+        say(f"{what:<40}-> {type(e).__name__}: {e}")
     d = await client.delete_prefix(b"demo/", prev_kv=True)
     say(f"delete_prefix demo/                     -> {d.deleted} keys deleted")
 

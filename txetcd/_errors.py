@@ -27,6 +27,7 @@ __all__ = [
     "TooManyOperations",
     "RequestTooLarge",
     "DuplicateKey",
+    "OutOfRange",
     "RevisionError",
     "RevisionCompacted",
     "FutureRevision",
@@ -232,10 +233,14 @@ class LeaseExists(FailedPrecondition):
     """etcdserver: lease already exists."""
 
 
-class RevisionError(ServerError):
-    """OUT_OF_RANGE (11): a revision outside the store's history."""
+class OutOfRange(ServerError):
+    """OUT_OF_RANGE (11)."""
 
     code = 11
+
+
+class RevisionError(OutOfRange):
+    """A revision outside the store's history (compacted away, or not reached yet)."""
 
 
 class RevisionCompacted(RevisionError):
@@ -253,7 +258,7 @@ class FutureRevision(RevisionError):
     """etcdserver: mvcc: required revision is a future revision."""
 
 
-class LeaseTTLTooLarge(RevisionError):
+class LeaseTTLTooLarge(OutOfRange):
     """etcdserver: too large lease TTL."""
 
 
@@ -346,23 +351,32 @@ _BY_CODE: Dict[int, Type[ServerError]] = {
     7: PermissionDenied,
     8: ResourceExhausted,
     9: FailedPrecondition,
-    11: RevisionError,
+    11: OutOfRange,
     12: Unimplemented,
     13: Internal,
     14: Unavailable,
     16: Unauthenticated,
 }
 
-#: server answers that leave a mutation's outcome unknown (it may still be committed)
-_UNCERTAIN = (RequestTimedOut, DeadlineExceeded)
+#: server answers that leave a mutation's outcome unknown: the proposal may have been made and
+#: may still be committed (timeouts, a leader change or a stop while waiting for the apply)
+_UNCERTAIN = (RequestTimedOut, DeadlineExceeded, Cancelled)
+_UNCERTAIN_MESSAGES = frozenset(
+    {
+        "etcdserver: leader changed",
+        "etcdserver: server stopped",
+        "context deadline exceeded",
+        "context canceled",
+    }
+)
 
 
 def error_from_status(code: int, message: str, *, mutation: bool = False) -> EtcdError:
     """The exception for a non-OK gRPC status, chosen by etcd's message, then by code.
 
-    For a mutation, a status that leaves the outcome unknown (``request timed out``,
-    ``DEADLINE_EXCEEDED``) comes back as :class:`OutcomeUnknown` with the server's error as
-    its ``cause``.
+    For a mutation, a status that leaves the outcome unknown (``request timed out``, ``leader
+    changed``, ``server stopped``, ``context deadline exceeded``, DEADLINE_EXCEEDED, CANCELLED)
+    comes back as :class:`OutcomeUnknown` with the server's error as its ``cause``.
     """
     cls = _BY_MESSAGE.get(message)
     if cls is None:
@@ -371,7 +385,7 @@ def error_from_status(code: int, message: str, *, mutation: bool = False) -> Etc
         else:
             cls = _BY_CODE.get(code, Internal)
     err = cls(message, code=code)
-    if mutation and isinstance(err, _UNCERTAIN):
+    if mutation and (isinstance(err, _UNCERTAIN) or message in _UNCERTAIN_MESSAGES):
         return OutcomeUnknown(
             f"the write's outcome is unknown: {message} (code {GRPC_CODE_NAMES.get(code, code)})",
             cause=err,

@@ -251,7 +251,9 @@ class _UnaryCall(_Call):
         if self.idempotent or not self.sent:
             self._finish_error(Unavailable(why, code=14))
         else:
-            self._finish_error(OutcomeUnknown(f"the write's outcome is unknown: {why}"))
+            self._finish_error(
+                OutcomeUnknown(f"the write's outcome is unknown: {why}", cause=Unavailable(why))
+            )
 
     def connection_failed(self, reason: ConnectionClosed) -> None:
         if self.finished:

@@ -50,7 +50,11 @@ class ResponseHeader(NamedTuple):
 
 
 class KeyValue(NamedTuple):
-    """One key as stored; ``create_revision`` of a lock's key is its fencing token."""
+    """One key as stored.
+
+    ``create_revision`` never changes while the key exists, which makes it a fencing token for
+    whoever created the key; ``version`` counts writes since creation; ``lease`` is 0 when none.
+    """
 
     key: bytes
     value: bytes

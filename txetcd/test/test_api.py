@@ -138,6 +138,8 @@ def test_prefix_range_end() -> None:
         (7, "etcdserver: permission denied", txetcd.PermissionDenied, (txetcd.AuthError,)),
         (5, "etcdserver: requested lease not found", txetcd.LeaseNotFound, ()),
         (9, "etcdserver: lease already exists", txetcd.LeaseExists, ()),
+        (11, "etcdserver: too large lease TTL", txetcd.LeaseTTLTooLarge, (txetcd.OutOfRange,)),
+        (11, "some future out-of-range message", txetcd.OutOfRange, ()),
         (2, "election: no leader", txetcd.Internal, ()),
         (99, "???", txetcd.Internal, ()),
     ],
@@ -155,6 +157,21 @@ def test_uncertain_write_errors_are_outcome_unknown() -> None:
     err = error_from_status(14, "etcdserver: request timed out", mutation=True)
     assert isinstance(err, txetcd.OutcomeUnknown)
     assert isinstance(err.cause, txetcd.RequestTimedOut)
+    for code, message in (
+        (14, "etcdserver: leader changed"),
+        (14, "etcdserver: server stopped"),
+        (2, "context deadline exceeded"),
+        (4, "anything"),
+        (1, "context canceled"),
+    ):
+        err = error_from_status(code, message, mutation=True)
+        assert isinstance(err, txetcd.OutcomeUnknown), message
+        assert isinstance(err.cause, txetcd.ServerError) and err.cause.message == message
+        assert not isinstance(error_from_status(code, message), txetcd.OutcomeUnknown)
+    assert not isinstance(
+        error_from_status(14, "etcdserver: no leader", mutation=True), txetcd.OutcomeUnknown
+    )  # refused before any proposal
+    assert not issubclass(txetcd.LeaseTTLTooLarge, txetcd.RevisionError)
     # a read that timed out on the server is just that
     assert type(error_from_status(14, "etcdserver: request timed out")) is txetcd.RequestTimedOut
     # a definite rejection of a write is not uncertain
