@@ -115,12 +115,14 @@ def _error_tree() -> list[tuple[int, str, list[str], tuple[str, int] | None]]:
         body = line[4:]  # the code block's indent
         depth = (len(body) - len(body.lstrip(" "))) // 4
         code = _CODE.search(body)
-        rows.append((
-            depth,
-            body.split()[0],
-            re.findall(r"\+ (\w+)", body),
-            (code.group(1), int(code.group(2))) if code else None,
-        ))
+        rows.append(
+            (
+                depth,
+                body.split()[0],
+                re.findall(r"\+ (\w+)", body),
+                (code.group(1), int(code.group(2))) if code else None,
+            )
+        )
     return rows
 
 
@@ -152,7 +154,8 @@ def test_error_tree_matches_the_code() -> None:
         parents.append(name)
         documented.add(name)
     public_errors = {
-        n for n in txetcd.__all__
+        n
+        for n in txetcd.__all__
         if isinstance(getattr(txetcd, n), type) and issubclass(getattr(txetcd, n), BaseException)
     }
     assert documented == public_errors, (public_errors - documented, documented - public_errors)
@@ -164,7 +167,17 @@ def test_error_tree_matches_the_code() -> None:
 def test_docs_build_without_warnings(tmp_path: Path) -> None:
     pytest.importorskip("sphinx")
     proc = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(DOCS), str(tmp_path / "html")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
         cwd=str(ROOT),
         env=_env(),
         check=False,

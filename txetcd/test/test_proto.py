@@ -106,9 +106,7 @@ def _fill(message: Message, depth: int = 0) -> None:
             setattr(message, field.name, value)
 
 
-@pytest.mark.parametrize(
-    "cls", ALL_MESSAGES, ids=[c.DESCRIPTOR.full_name for c in ALL_MESSAGES]
-)
+@pytest.mark.parametrize("cls", ALL_MESSAGES, ids=[c.DESCRIPTOR.full_name for c in ALL_MESSAGES])
 def test_round_trip(cls: type[Message]) -> None:
     """
     Every message serializes and parses back to an equal message, both empty
@@ -136,9 +134,7 @@ def test_message_count() -> None:
     etcdserverpb, 2 in mvccpb, 4 in authpb, 4 in v3lockpb, 9 in
     v3electionpb).
     """
-    counts = {
-        m.DESCRIPTOR.package: len(m.DESCRIPTOR.message_types_by_name) for m in MODULES
-    }
+    counts = {m.DESCRIPTOR.package: len(m.DESCRIPTOR.message_types_by_name) for m in MODULES}
     assert counts == {
         "mvccpb": 2,
         "authpb": 4,
@@ -153,9 +149,7 @@ def _services(module: ModuleType) -> dict[str, descriptor_pb2.ServiceDescriptorP
     The services of a generated module, as descriptor protos (which carry the
     streaming flags on every protobuf runtime version).
     """
-    proto = descriptor_pb2.FileDescriptorProto.FromString(
-        module.DESCRIPTOR.serialized_pb
-    )
+    proto = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
     return {service.name: service for service in proto.service}
 
 
@@ -249,9 +243,7 @@ SERVICES = {
 }
 
 
-@pytest.mark.parametrize(
-    "module, service", list(SERVICES), ids=[s for _, s in SERVICES]
-)
+@pytest.mark.parametrize("module, service", list(SERVICES), ids=[s for _, s in SERVICES])
 def test_service_methods(module: ModuleType, service: str) -> None:
     """
     Each service has exactly etcd's methods, with etcd's request and response
@@ -286,10 +278,7 @@ def test_service_names() -> None:
     assert list(_services(v3lock_pb2)) == ["Lock"]
     assert list(_services(v3election_pb2)) == ["Election"]
     kv = rpc_pb2.DESCRIPTOR.services_by_name["KV"]
-    assert (
-        f"/{kv.full_name}/{kv.methods_by_name['Range'].name}"
-        == "/etcdserverpb.KV/Range"
-    )
+    assert f"/{kv.full_name}/{kv.methods_by_name['Range'].name}" == "/etcdserverpb.KV/Range"
     lock = v3lock_pb2.DESCRIPTOR.services_by_name["Lock"]
     assert f"/{lock.full_name}/Lock" == "/v3lockpb.Lock/Lock"
     election = v3election_pb2.DESCRIPTOR.services_by_name["Election"]
@@ -390,29 +379,15 @@ def test_field_types() -> None:
     hashes are 32-bit: the types decide how the varints are read.
     """
     F = FieldDescriptor
-    assert (
-        rpc_pb2.ResponseHeader.DESCRIPTOR.fields_by_name["cluster_id"].type
-        == F.TYPE_UINT64
-    )
-    assert (
-        rpc_pb2.ResponseHeader.DESCRIPTOR.fields_by_name["revision"].type
-        == F.TYPE_INT64
-    )
+    assert rpc_pb2.ResponseHeader.DESCRIPTOR.fields_by_name["cluster_id"].type == F.TYPE_UINT64
+    assert rpc_pb2.ResponseHeader.DESCRIPTOR.fields_by_name["revision"].type == F.TYPE_INT64
     assert rpc_pb2.Member.DESCRIPTOR.fields_by_name["ID"].type == F.TYPE_UINT64
-    assert (
-        rpc_pb2.LeaseGrantRequest.DESCRIPTOR.fields_by_name["ID"].type == F.TYPE_INT64
-    )
+    assert rpc_pb2.LeaseGrantRequest.DESCRIPTOR.fields_by_name["ID"].type == F.TYPE_INT64
     assert rpc_pb2.HashResponse.DESCRIPTOR.fields_by_name["hash"].type == F.TYPE_UINT32
-    assert (
-        rpc_pb2.WatchResponse.DESCRIPTOR.fields_by_name["cancel_reason"].type
-        == F.TYPE_STRING
-    )
+    assert rpc_pb2.WatchResponse.DESCRIPTOR.fields_by_name["cancel_reason"].type == F.TYPE_STRING
     assert kv_pb2.KeyValue.DESCRIPTOR.fields_by_name["key"].type == F.TYPE_BYTES
     assert auth_pb2.User.DESCRIPTOR.fields_by_name["name"].type == F.TYPE_BYTES
-    assert (
-        rpc_pb2.AuthUserAddRequest.DESCRIPTOR.fields_by_name["name"].type
-        == F.TYPE_STRING
-    )
+    assert rpc_pb2.AuthUserAddRequest.DESCRIPTOR.fields_by_name["name"].type == F.TYPE_STRING
 
 
 def test_oneofs() -> None:
@@ -453,8 +428,7 @@ def test_oneofs() -> None:
     # "version == 0", i.e. "key does not exist").
     zero = rpc_pb2.Compare(key=b"k", target=rpc_pb2.Compare.VERSION, version=0)
     assert (
-        rpc_pb2.Compare.FromString(zero.SerializeToString()).WhichOneof("target_union")
-        == "version"
+        rpc_pb2.Compare.FromString(zero.SerializeToString()).WhichOneof("target_union") == "version"
     )
     progress = rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
     assert progress.SerializeToString() == b"\x1a\x00"
@@ -500,12 +474,10 @@ def test_known_encoding() -> None:
     """
     A few messages encode to the exact bytes etcd expects.
     """
-    assert rpc_pb2.RangeRequest(key=b"foo", limit=1).SerializeToString() == (
-        b"\x0a\x03foo\x18\x01"
+    assert rpc_pb2.RangeRequest(key=b"foo", limit=1).SerializeToString() == (b"\x0a\x03foo\x18\x01")
+    assert rpc_pb2.PutRequest(key=b"a", value=b"b", prev_kv=True).SerializeToString() == (
+        b"\x0a\x01a\x12\x01b\x20\x01"
     )
-    assert rpc_pb2.PutRequest(
-        key=b"a", value=b"b", prev_kv=True
-    ).SerializeToString() == (b"\x0a\x01a\x12\x01b\x20\x01")
     # field 64, wire type 2: tag varint 0x202 -> b"\x82\x04"
     assert rpc_pb2.Compare(range_end=b"z").SerializeToString() == b"\x82\x04\x01z"
     assert rpc_pb2.WatchCancelRequest(watch_id=5).SerializeToString() == b"\x08\x05"
@@ -539,9 +511,7 @@ def test_generated_code_is_current() -> None:
     """
     pytest.importorskip("grpc_tools.protoc")
     root = os.path.dirname(os.path.dirname(PROTO_DIR))
-    protos = sorted(
-        os.path.relpath(p, root) for p in glob.glob(os.path.join(PROTO_DIR, "*.proto"))
-    )
+    protos = sorted(os.path.relpath(p, root) for p in glob.glob(os.path.join(PROTO_DIR, "*.proto")))
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "set.pb")
         subprocess.run(
@@ -570,9 +540,7 @@ def test_generated_code_is_current() -> None:
     for file_proto in fresh.file:
         clear_json_names(file_proto.message_type)
     committed = {
-        m.DESCRIPTOR.name: descriptor_pb2.FileDescriptorProto.FromString(
-            m.DESCRIPTOR.serialized_pb
-        )
+        m.DESCRIPTOR.name: descriptor_pb2.FileDescriptorProto.FromString(m.DESCRIPTOR.serialized_pb)
         for m in MODULES
     }
     assert {p.name: p for p in fresh.file} == committed
