@@ -47,8 +47,10 @@ from txetcd._errors import (
     Unimplemented,
     UserNameEmpty,
     ValueProvided,
+    WatchCancelled,
     WriteTimeout,
 )
+from txetcd._mirror import Mirror, MirrorChange
 from txetcd._txn import (
     Compare,
     CreateRevision,
@@ -65,6 +67,8 @@ from txetcd._txn import (
 from txetcd._types import (
     CompactResult,
     DeleteResult,
+    Event,
+    EventType,
     KeyValue,
     PutResult,
     RangeResult,
@@ -72,8 +76,10 @@ from txetcd._types import (
     SortOrder,
     SortTarget,
     TxnResult,
+    WatchBatch,
 )
 from txetcd._version import __version__
+from txetcd._watch import Watch, WatchFilter
 
 __all__ = [
     "__version__",
@@ -88,6 +94,15 @@ __all__ = [
     "SortOrder",
     "SortTarget",
     "TxnResult",
+    "Event",
+    "EventType",
+    "WatchBatch",
+    # recipes
+    "Mirror",
+    "MirrorChange",
+    # watch
+    "Watch",
+    "WatchFilter",
     # txn
     "Compare",
     "CreateRevision",
@@ -143,4 +158,5 @@ __all__ = [
     "UserNameEmpty",
     "ValueProvided",
     "WriteTimeout",
+    "WatchCancelled",
 ]

@@ -35,7 +35,9 @@ from txetcd._types import (
     SortOrder,
     SortTarget,
     TxnResult,
+    WatchBatch,
 )
+from txetcd._watch import Watch, WatchFilter, WatchHub
 
 __all__ = ["Client"]
 
@@ -112,6 +114,7 @@ class Client:
             keepalive_timeout=keepalive_timeout,
         )
         self.reactor = reactor
+        self._watch_hub: Optional[WatchHub] = None
 
     @staticmethod
     def _check_timeout(timeout: object) -> Optional[float]:
@@ -314,12 +317,77 @@ class Client:
             _COMPACT, req, _CompactResponse, compact_result, idempotent=False, timeout=timeout
         )
 
+    # -- watches -----------------------------------------------------------------------------
+    def watch(
+        self,
+        key: Union[bytes, str],
+        *,
+        prefix: bool = False,
+        range_end: Union[bytes, str, None] = None,
+        start_revision: Optional[int] = None,
+        prev_kv: bool = False,
+        filters: Iterable[Union[WatchFilter, str, int]] = (),
+        progress_notify: bool = False,
+        fragment: bool = False,
+        require_leader: bool = False,
+        callback: Optional[Callable[[WatchBatch], Any]] = None,
+        max_backlog: int = 64,
+    ) -> Watch:
+        """Watch a key, a prefix or a range; returns a :class:`~txetcd.Watch` at once.
+
+        Consume it either with ``callback`` (called with each :class:`~txetcd.WatchBatch`,
+        all events of one revision, in order; a callback that returns a Deferred gets the next
+        batch once it fires) or with ``async for batch in watch``. ``watch.created`` fires when
+        etcd has set it up; ``watch.done`` when it ends; ``watch.cancel()`` stops it.
+
+        - ``start_revision``: replay history from that revision (default: from now)
+        - ``prev_kv``: events carry the key's previous state
+        - ``filters``: leave out ``"noput"`` and/or ``"nodelete"`` events
+        - ``progress_notify``: let etcd send progress notifications on an idle watch
+        - ``fragment``: let etcd split very large event batches (they are joined again here)
+        - ``require_leader``: a member cut off from its cluster ends the stream (the watch then
+          resumes elsewhere) instead of going silent
+        - ``max_backlog``: batches held for a slow consumer before the stream is paused
+
+        If the stream or connection breaks, the watch resumes by itself right after the last
+        revision it received; no event is lost or repeated. If that revision has been
+        compacted meanwhile, ``done`` fails with :class:`~txetcd.RevisionCompacted`.
+        """
+        hub = self._watch_hub
+        if hub is None:
+            hub = self._watch_hub = WatchHub(self._channel, self.reactor)
+        return hub.watch(
+            key,
+            prefix=prefix,
+            range_end=range_end,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            filters=filters,
+            progress_notify=progress_notify,
+            fragment=fragment,
+            require_leader=require_leader,
+            callback=callback,
+            max_backlog=max_backlog,
+        )
+
+    def request_progress(self) -> None:
+        """Ask etcd for a progress notification on every open watch stream.
+
+        It moves each synced watch's :attr:`~txetcd.Watch.revision` to the store's revision, so
+        a resume after a break starts from there.
+        """
+        if self._watch_hub is not None:
+            self._watch_hub.request_progress()
+
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> "Deferred[None]":
         """Drop every connection and fire once no connection or timer of this client is left.
 
         Pending reads and calls not yet sent fail with :class:`~txetcd.ClientClosed`; writes
         already sent fail with :class:`~txetcd.OutcomeUnknown` (they may have been applied).
-        Calls made after ``close()`` fail with ``ClientClosed``.
+        Calls made after ``close()`` fail with ``ClientClosed``. Watches end (their ``done``
+        fires with ``None``).
         """
+        if self._watch_hub is not None:
+            self._watch_hub.close()
         return self._channel.close()

@@ -17,6 +17,7 @@ __all__ = [
     "Timeout",
     "WriteTimeout",
     "ProtocolViolation",
+    "WatchCancelled",
     "ServerError",
     "Cancelled",
     "InvalidArgument",
@@ -137,6 +138,14 @@ class Timeout(ClientError, TimeoutError):
 
 class WriteTimeout(Timeout, OutcomeUnknown):
     """A mutation's deadline passed after it was sent: its outcome is unknown."""
+
+
+class WatchCancelled(EtcdError):
+    """The server cancelled a watch (``reason`` says why, e.g. permission denied)."""
+
+    @property
+    def reason(self) -> str:
+        return self.message
 
 
 class ProtocolViolation(ClientError):

@@ -15,6 +15,9 @@ __all__ = [
     "CompactResult",
     "SortOrder",
     "SortTarget",
+    "EventType",
+    "Event",
+    "WatchBatch",
 ]
 
 
@@ -122,3 +125,46 @@ class CompactResult(NamedTuple):
 
 
 OpResult = Union[RangeResult, PutResult, DeleteResult, TxnResult]
+
+
+class EventType(enum.IntEnum):
+    """What happened to a key (etcd's ``mvccpb.Event.EventType``)."""
+
+    PUT = 0
+    DELETE = 1
+
+
+class Event(NamedTuple):
+    """One change seen by a watch.
+
+    For a DELETE, ``kv`` holds only the key and ``mod_revision`` (the deletion's revision).
+    ``prev_kv`` is the key before the change, when the watch asked for it and there was one.
+    """
+
+    type: EventType
+    kv: KeyValue
+    prev_kv: Optional[KeyValue]
+
+    @property
+    def key(self) -> bytes:
+        return self.kv.key
+
+    @property
+    def value(self) -> bytes:
+        return self.kv.value
+
+    @property
+    def revision(self) -> int:
+        """The revision of the change."""
+        return self.kv.mod_revision
+
+
+class WatchBatch(NamedTuple):
+    """Every event a watch saw at one revision (a txn or a range delete makes several), in order.
+
+    ``header`` is the header of the server message that carried them.
+    """
+
+    revision: int
+    events: Tuple[Event, ...]
+    header: ResponseHeader
