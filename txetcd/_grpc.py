@@ -404,6 +404,7 @@ class GrpcStream(_Call):
 
     def _deliver(self) -> None:
         buf = self._buf
+        delivered = 0
         while not self.paused and not self.ended:
             if len(buf) < 5:
                 break
@@ -416,9 +417,14 @@ class GrpcStream(_Call):
                 break
             message = bytes(buf[5 : 5 + n])
             del buf[: 5 + n]
-            self._held -= 5 + n
-            self.consumed(5 + n)
+            delivered += 5 + n
             self.on_message(message)
+        # Window goes back for what was delivered and, unless paused, for a message still
+        # arriving too: one larger than the stream window could never complete otherwise.
+        credit = delivered if self.paused else self._held
+        if credit and not self.ended:
+            self._held -= credit
+            self.consumed(credit)
         if self._server_done and not self.ended and not self.paused:
             if buf and self._ending is None:
                 self._end(ProtocolViolation("the stream ended inside a gRPC message"))

@@ -307,6 +307,7 @@ class _WatchStream:
         self.creating: Deque[Any] = deque()  # creates sent, answers pending (in order)
         self.next_id = 1
         self.paused_by = 0
+        self.largest = 0  # the largest message received, in bytes (no cap applies)
         self.dead = False
         self.established = False
         metadata = ((b"hasleader", b"true"),) if require_leader else ()
@@ -347,6 +348,8 @@ class _WatchStream:
             self.grpc.resume()
 
     def _on_message(self, data: bytes) -> None:
+        if len(data) > self.largest:
+            self.largest = len(data)
         resp = _WatchResponse(data)
         if resp.created:
             if not self.creating:

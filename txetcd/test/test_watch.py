@@ -250,6 +250,36 @@ async def test_resumes_after_connection_reset_exactly_once(
 
 
 @pytest_twisted.ensureDeferred
+async def test_backlog_after_an_outage_arrives_as_one_big_message(
+    etcd_server: EtcdServer, etcd_prefix: bytes
+) -> None:
+    """No 4 MiB receive cap: a 6 MiB backlog comes as one message and is delivered whole."""
+    watcher = Client(etcd_server.endpoint, reactor=reactor())
+    writer = Client(etcd_server.endpoint, reactor=reactor())
+    try:
+        got = Batches()
+        w = watcher.watch(etcd_prefix, prefix=True, callback=got)
+        await w.created
+        hub = watcher._watch_hub
+        assert hub is not None
+        hub.backoff_initial = 3.0  # keep it away while the backlog builds
+        watcher._channel.connection.transport.abortConnection()  # type: ignore[union-attr]
+        value = b"b" * (64 * 1024)
+        for i in range(100):  # 6.25 MiB of history the watch has not seen
+            await writer.put(etcd_prefix + b"%03d" % i, value)
+        hub.backoff_initial = 0.05
+        await got.wait(100, timeout=20)
+        assert [e.key[-3:] for e in got.events] == [b"%03d" % i for i in range(100)]
+        assert all(e.value == value for e in got.events)
+        stream = hub.streams[False]
+        assert stream.largest > 6 * 1024 * 1024  # the whole backlog in one message
+        w.cancel()
+    finally:
+        await watcher.close()
+        await writer.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_slow_consumer_pauses_stream_while_unary_calls_flow(
     etcd_client: Client, etcd_prefix: bytes
 ) -> None:
