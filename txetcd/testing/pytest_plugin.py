@@ -6,6 +6,8 @@ Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.
 - ``etcd_server_private``: a real etcd of the test's own, for tests that kill or restart it.
 - ``etcd_client``: a :class:`txetcd.Client` on ``etcd_server``, closed after the test.
 - ``etcd_prefix``: a key prefix unique to the test, so tests sharing a server do not collide.
+- ``etcd_proxy`` / ``etcd_proxy_private``: a :class:`~txetcd.testing.TCPProxy` in front of
+  ``etcd_server`` / ``etcd_server_private``, to break connections on purpose.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, AsyncIterator, Iterator
 import pytest
 import pytest_twisted
 
+from txetcd.testing._proxy import TCPProxy
 from txetcd.testing._server import EtcdServer
 
 
@@ -52,3 +55,21 @@ async def etcd_client(etcd_server: EtcdServer) -> AsyncIterator[Any]:
         yield client
     finally:
         await client.close()
+
+
+@pytest_twisted.async_yield_fixture
+async def etcd_proxy(etcd_server: EtcdServer) -> AsyncIterator[TCPProxy]:
+    """A :class:`~txetcd.testing.TCPProxy` in front of ``etcd_server``, stopped after the test."""
+    from twisted.internet import reactor
+
+    async with TCPProxy("127.0.0.1", etcd_server.client_port, reactor=reactor) as proxy:
+        yield proxy
+
+
+@pytest_twisted.async_yield_fixture
+async def etcd_proxy_private(etcd_server_private: EtcdServer) -> AsyncIterator[TCPProxy]:
+    """A proxy in front of ``etcd_server_private`` (it survives restarts: same port)."""
+    from twisted.internet import reactor
+
+    async with TCPProxy("127.0.0.1", etcd_server_private.client_port, reactor=reactor) as proxy:
+        yield proxy
