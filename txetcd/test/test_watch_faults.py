@@ -24,8 +24,7 @@ from txetcd import (
     WatchBatch,
 )
 from txetcd.test.test_faults import txetcd_timers
-from txetcd.testing import EtcdServer
-from txetcd.testing import TCPProxy
+from txetcd.testing import EtcdServer, TCPProxy
 
 Seen = Tuple[int, str, bytes, bytes, Optional[bytes]]  # revision, type, key, value, prev value
 
