@@ -1,0 +1,286 @@
+"""Leases: grant, revoke, time-to-live, list, refresh; the client side of the keepalive loop.
+
+:class:`LeaseMethods` is mixed into :class:`txetcd.Client`. Its :meth:`~LeaseMethods.keepalive`
+hands leases to the client's keepalive loop (:mod:`txetcd._keepalive`), which keeps any number
+of them alive over one stream.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Tuple
+
+from twisted.internet.defer import Deferred
+
+from txetcd._keepalive import (
+    KEEPALIVE_PATH,
+    KeepAlive,
+    LeaseExpired,
+    LeaseKeepAliveResult,
+    _KeepAliveHub,
+)
+from txetcd._kv import check_bool, check_int, header_of
+from txetcd._proto import rpc_pb2
+from txetcd._types import ResponseHeader
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from txetcd._grpc import Channel
+
+    T = TypeVar("T")
+
+__all__ = [
+    "LeaseMethods",
+    "LeaseGrantResult",
+    "LeaseRevokeResult",
+    "LeaseTimeToLiveResult",
+    "LeasesResult",
+    "check_lease_id",
+    "check_ttl",
+]
+
+_GRANT = b"/etcdserverpb.Lease/LeaseGrant"
+_REVOKE = b"/etcdserverpb.Lease/LeaseRevoke"
+_TIME_TO_LIVE = b"/etcdserverpb.Lease/LeaseTimeToLive"
+_LEASES = b"/etcdserverpb.Lease/LeaseLeases"
+
+_GrantResponse = rpc_pb2.LeaseGrantResponse.FromString
+_RevokeResponse = rpc_pb2.LeaseRevokeResponse.FromString
+_TimeToLiveResponse = rpc_pb2.LeaseTimeToLiveResponse.FromString
+_LeasesResponse = rpc_pb2.LeaseLeasesResponse.FromString
+_KeepAliveResponse = rpc_pb2.LeaseKeepAliveResponse.FromString
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: "use the client's default timeout" (the client passes its own default through ``_call``)
+_NOT_GIVEN: Any = _NotGiven()
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+class LeaseGrantResult(NamedTuple):
+    """A granted lease: its ``id`` and the ``ttl`` the server granted, in seconds.
+
+    ``ttl`` may be more than was asked for: the server raises TTLs below its minimum (2 s with
+    etcd's default timings) without saying so.
+    """
+
+    header: ResponseHeader
+    id: int
+    ttl: int
+
+
+class LeaseRevokeResult(NamedTuple):
+    """The answer to a revoke; the lease's keys were deleted at ``header.revision``."""
+
+    header: ResponseHeader
+
+
+class LeaseTimeToLiveResult(NamedTuple):
+    """What the server knows of a lease.
+
+    ``ttl`` is the number of seconds left, or -1 when the lease does not exist (expired, revoked
+    or never granted: etcd does not tell these apart, and answers without an error).
+    ``granted_ttl`` is the TTL it was granted with (0 when unknown); ``keys`` the keys attached
+    to it, unsorted, when they were asked for.
+    """
+
+    header: ResponseHeader
+    id: int
+    ttl: int
+    granted_ttl: int
+    keys: Tuple[bytes, ...]
+
+
+class LeasesResult(NamedTuple):
+    """Every lease the server holds: their IDs, unsorted."""
+
+    header: ResponseHeader
+    leases: Tuple[int, ...]
+
+
+# -- the client methods ------------------------------------------------------------------------
+
+
+def check_lease_id(value: object, what: str = "lease_id") -> int:
+    """A lease ID: a signed 64-bit int other than 0 (0 means "no lease")."""
+    lease_id = check_int(value, what, minimum=None)
+    if lease_id == 0:
+        raise ValueError(f"{what} must not be 0 (0 means no lease)")
+    return lease_id
+
+
+def check_ttl(value: object, what: str = "ttl") -> int:
+    """A TTL in whole seconds, at least 1."""
+    return check_int(value, what, minimum=1)
+
+
+def _grant_result(r: Any) -> LeaseGrantResult:
+    return LeaseGrantResult(header_of(r.header), r.ID, r.TTL)
+
+
+def _revoke_result(r: Any) -> LeaseRevokeResult:
+    return LeaseRevokeResult(header_of(r.header))
+
+
+def _time_to_live_result(r: Any) -> LeaseTimeToLiveResult:
+    return LeaseTimeToLiveResult(header_of(r.header), r.ID, r.TTL, r.grantedTTL, tuple(r.keys))
+
+
+def _leases_result(r: Any) -> LeasesResult:
+    return LeasesResult(header_of(r.header), tuple([s.ID for s in r.leases]))
+
+
+def _keepalive_result(r: Any) -> LeaseKeepAliveResult:
+    return LeaseKeepAliveResult(header_of(r.header), r.ID, r.TTL)
+
+
+def _alive(lease_id: int) -> Callable[[LeaseKeepAliveResult], LeaseKeepAliveResult]:
+    def check(result: LeaseKeepAliveResult) -> LeaseKeepAliveResult:
+        if result.ttl <= 0:
+            raise LeaseExpired(
+                f"lease {lease_id} expired or was revoked (the server does not know it)",
+                lease_id=lease_id,
+            )
+        return result
+
+    return check
+
+
+class LeaseMethods:
+    """The lease calls of :class:`txetcd.Client` and its keepalive loop."""
+
+    if TYPE_CHECKING:
+        _channel: Channel
+        reactor: Any
+        timeout: Optional[float]
+
+        def _call(
+            self,
+            path: bytes,
+            request: Any,
+            parse: Callable[[bytes], Any],
+            decode: Callable[[Any], T],
+            *,
+            idempotent: bool,
+            timeout: Any,
+        ) -> "Deferred[T]": ...
+
+    _lease_hub: Optional[_KeepAliveHub] = None
+
+    def _lease_timeout(self, timeout: Any) -> Any:
+        return self.timeout if timeout is _NOT_GIVEN else timeout
+
+    def grant(
+        self, ttl: int, *, id: Optional[int] = None, timeout: Any = _NOT_GIVEN
+    ) -> "Deferred[LeaseGrantResult]":
+        """Grant a lease of ``ttl`` seconds (the server picks the ID unless ``id`` is given).
+
+        The result's ``ttl`` is what the server granted: it raises TTLs below its minimum.
+        Errors: :class:`~txetcd.LeaseExists` (``id`` in use), :class:`~txetcd.LeaseTTLTooLarge`.
+        A grant is a write: it is not sent again once it may have reached the server.
+        """
+        req = rpc_pb2.LeaseGrantRequest(TTL=check_ttl(ttl))
+        if id is not None:
+            req.ID = check_lease_id(id, "id")
+        return self._call(
+            _GRANT,
+            req,
+            _GrantResponse,
+            _grant_result,
+            idempotent=False,
+            timeout=self._lease_timeout(timeout),
+        )
+
+    def revoke(self, lease_id: int, *, timeout: Any = _NOT_GIVEN) -> "Deferred[LeaseRevokeResult]":
+        """Revoke a lease: every key attached to it is deleted, in one revision.
+
+        Fails with :class:`~txetcd.LeaseNotFound` when the lease does not exist (any more).
+        """
+        req = rpc_pb2.LeaseRevokeRequest(ID=check_lease_id(lease_id))
+        return self._call(
+            _REVOKE,
+            req,
+            _RevokeResponse,
+            _revoke_result,
+            idempotent=False,
+            timeout=self._lease_timeout(timeout),
+        )
+
+    def time_to_live(
+        self, lease_id: int, *, keys: bool = False, timeout: Any = _NOT_GIVEN
+    ) -> "Deferred[LeaseTimeToLiveResult]":
+        """How long a lease has left (``ttl`` -1: no such lease); ``keys``: list its keys too."""
+        req = rpc_pb2.LeaseTimeToLiveRequest(
+            ID=check_lease_id(lease_id), keys=check_bool(keys, "keys")
+        )
+        return self._call(
+            _TIME_TO_LIVE,
+            req,
+            _TimeToLiveResponse,
+            _time_to_live_result,
+            idempotent=True,
+            timeout=self._lease_timeout(timeout),
+        )
+
+    def leases(self, *, timeout: Any = _NOT_GIVEN) -> "Deferred[LeasesResult]":
+        """The IDs of every lease the server holds (unsorted)."""
+        return self._call(
+            _LEASES,
+            rpc_pb2.LeaseLeasesRequest(),
+            _LeasesResponse,
+            _leases_result,
+            idempotent=True,
+            timeout=self._lease_timeout(timeout),
+        )
+
+    def keepalive_once(
+        self, lease_id: int, *, timeout: Any = _NOT_GIVEN
+    ) -> "Deferred[LeaseKeepAliveResult]":
+        """Refresh a lease once: its countdown restarts at its full TTL.
+
+        Fails with :class:`LeaseExpired` (a :class:`~txetcd.LeaseNotFound`) when the server
+        does not know the lease. Safe to send again, so it is retried like a read.
+        """
+        lease_id = check_lease_id(lease_id)
+        req = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)
+        # One request on the bidi method, then half-close: one answer, then status OK.
+        d = self._call(
+            KEEPALIVE_PATH,
+            req,
+            _KeepAliveResponse,
+            _keepalive_result,
+            idempotent=True,
+            timeout=self._lease_timeout(timeout),
+        )
+        return d.addCallback(_alive(lease_id))
+
+    def keepalive(self, lease_id: int, ttl: Optional[int] = None) -> KeepAlive:
+        """Keep a lease alive until :meth:`KeepAlive.stop` or until it is lost.
+
+        A refresh is sent at once, then a third of the TTL after each answer, on the client's
+        clock; every kept lease of the client shares one stream. ``ttl`` is the lease's TTL if
+        known (e.g. from :meth:`grant`): it sets the first deadline; otherwise the first answer
+        must come within the client's timeout. Watch the handle's ``lost`` Deferred. Not a
+        Deferred itself: the handle is returned at once.
+        """
+        lease_id = check_lease_id(lease_id)
+        if ttl is not None:
+            ttl = check_ttl(ttl)
+        hub = self._lease_hub
+        if hub is None or hub.closed:
+            hub = self._lease_hub = _KeepAliveHub(
+                self._channel, self.reactor, self.timeout if self.timeout else 30.0
+            )
+        return hub.add(lease_id, ttl)
+
+    def _lease_hub_close(self) -> None:
+        """Stop the keepalive loop: each kept lease's ``lost`` fires with LeaseAbandoned."""
+        hub = self._lease_hub
+        if hub is not None:
+            hub.close()
