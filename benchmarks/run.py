@@ -1,17 +1,26 @@
 """txetcd against the fastest Python etcd clients and the wire limit, side by side on one etcd.
 
-    python benchmarks/run.py [--rounds 3] [--seconds 3] [--clients txetcd,aetcd,...]
-                             [--skip-setup] [--json out.json] [--markdown out.md]
+    python benchmarks/run.py [--suite kv|watch|scale|all] [--rounds 3] [--seconds 3]
+                             [--clients txetcd,aetcd,...] [--skip-setup]
+                             [--json out.json] [--markdown out.md]
 
 Makes the peers' venvs on first use (``benchmarks/.venvs/<peer>/``), starts one etcd on free
-loopback ports, runs every client's workloads in interleaved rounds (each workload in its own
-worker process) and h2load when it is installed, then prints medians, CPU per op and txetcd's
-ratio to the fastest peer on each figure. See ``benchmarks/README.md``.
+loopback ports per suite, and runs it:
+
+- ``kv`` (default): every client's puts and gets in interleaved rounds (each workload in its own
+  worker process) and h2load when it is installed; medians, CPU per op and txetcd's ratio to the
+  fastest peer on each figure;
+- ``watch``: put-to-callback latency and delivered events/s for txetcd, etcetra, aetcd and
+  etcd3aio under one writer, in interleaved rounds;
+- ``scale``: txetcd with 1,000 watches and 10,000 kept-alive leases in one process: RSS and CPU.
+
+See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -21,19 +30,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
-from harness import report
+from harness import report, scale, watch
 from harness.clients import CLIENTS, TXETCD, ClientDef, select
 from harness.etcd import REPO, EtcdCpu, etcdctl_for, start_etcd
 from harness.h2load import find_h2load
 from harness.rounds import H2LOAD, Bench, Ready, run_rounds
 from harness.venvs import SetupError, ensure_venv
+from harness.watch import WatchSpec
 from harness.workers import WorkerError, WorkerSpec, run_worker
 
 
@@ -46,6 +57,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = p.add_argument
+    add(
+        "--suite",
+        choices=["kv", "watch", "scale", "all"],
+        default="kv",
+        help="kv: puts and gets (default); watch: watch latency and events/s; "
+        "scale: 1,000 watches + 10,000 leases in one txetcd process; all: each in turn",
+    )
     add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     add("--seconds", type=float, default=3.0, help="timed s per workload (default 3)")
     add("--warmup", type=float, default=0.5, help="warm-up s per workload (default 0.5)")
@@ -67,6 +85,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--json", metavar="PATH", help="write samples, medians and ratios as JSON")
     add("--markdown", metavar="PATH", help="write the tables as Markdown ('-': stdout)")
     add("--strict", action="store_true", help="exit 1 unless the bar passes")
+    w = p.add_argument_group("watch suite").add_argument
+    w("--watch-seconds", type=float, default=5.0, help="timed s per watch workload (default 5)")
+    w("--watch-rate", type=float, default=200.0, help="latency writer puts/s (default 200)")
+    w("--writer-concurrency", type=int, default=32, help="throughput writer in flight (32)")
+    w("--watch-keys", type=int, default=100, help="keys the writer cycles over (default 100)")
+    c = p.add_argument_group("scale suite").add_argument
+    c("--scale-watches", type=int, default=1000, help="watches, one per key (default 1000)")
+    c("--scale-leases", type=int, default=10000, help="kept-alive leases (default 10000)")
+    c("--scale-ttl", type=int, default=30, help="lease TTL s (default 30: refresh every 10 s)")
+    c("--scale-rate", type=float, default=500.0, help="writer puts/s (default 500)")
+    c("--scale-seconds", type=float, default=40.0, help="measured window s (default 40)")
+    c("--scale-settle", type=float, default=3.0, help="s after setup before it (default 3)")
+    c("--grant-concurrency", type=int, default=128, help="grants in flight (default 128)")
     args = p.parse_args(argv)
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -74,6 +105,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--concurrency takes integers, e.g. 1,32,128")
     if args.rounds < 1 or args.seconds <= 0 or min(args.concurrency, default=0) < 1:
         p.error("--rounds, --seconds and --concurrency must be positive")
+    if min(args.watch_seconds, args.watch_rate, args.writer_concurrency, args.watch_keys) <= 0:
+        p.error("the watch options must be positive")
+    if min(args.scale_seconds, args.scale_rate, args.scale_ttl, args.grant_concurrency) <= 0:
+        p.error("the scale options must be positive")
     return args
 
 
@@ -161,9 +196,33 @@ def _on_sigterm(signum: int, frame: Any) -> NoReturn:
     raise SystemExit(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)  # so that `finally` stops etcd
+@dataclass
+class Outcome:
+    """What a suite hands back: its JSON document, its Markdown, and whether its bar passed."""
+
+    document: dict[str, Any]
+    markdown: str
+    passed: bool
+
+
+@contextlib.contextmanager
+def etcd_for(suite: str) -> Iterator[tuple[Any, Callable[[str], None], str]]:
+    """A fresh etcd for one suite: the server, ``check_server(what)`` and etcd's version line."""
+    server = start_etcd()
+    try:
+        say(f"{suite}: etcd {server.endpoint} (pid {server.pid}, {server.binary})")
+
+        def check_server(what: str) -> None:
+            if not server.running:
+                raise SystemExit(f"etcd died during {what}:\n{etcd_log_tail(server)}")
+
+        yield server, check_server, first_line([server.binary, "--version"])
+    finally:
+        server.stop()
+
+
+def run_kv(args: argparse.Namespace) -> Outcome | None:
+    """The key-value suite (puts and gets); ``None`` when there is nothing to run."""
     figures = report.figures_for(args.concurrency)
     named = [n.strip() for n in args.clients.split(",") if n.strip()]
     skipped: dict[str, str] = {}
@@ -173,48 +232,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if want_h2load and h2load is None:
         say("h2load not on PATH: no wire limit (apt-get install nghttp2-client adds it)")
     if not ready and h2load is None:
-        say("nothing to run")
-        return 1
+        say("kv: nothing to run")
+        return None
     runs = sum(len([f for f in figures if f.op in r.client.ops]) for r in ready)
     runs += len(figures) if h2load else 0
     minutes = args.rounds * runs * (args.seconds + args.warmup + 0.4) / 60
     say(
-        f"{len(ready)} clients{' + h2load' if h2load else ''}, {runs} runs per round, "
+        f"kv: {len(ready)} clients{' + h2load' if h2load else ''}, {runs} runs per round, "
         f"{args.rounds} rounds: about {minutes:.1f} min"
     )
 
-    server = start_etcd()
     workdir = tempfile.mkdtemp(prefix="txetcd-bench-")
     try:
-        say(f"etcd {server.endpoint} (pid {server.pid}, {server.binary})")
-        etcd_version = first_line([server.binary, "--version"])
-        base = WorkerSpec(
-            endpoint=server.endpoint,
-            op="get",
-            seconds=args.seconds,
-            warmup=args.warmup,
-            keys=args.keys,
-            value_size=args.value_size,
-            etcd_pid=server.pid,
-        )
-        bench = Bench(
-            ready=ready,
-            base=base,
-            etcd_cpu=EtcdCpu(server.pid),
-            workdir=workdir,
-            h2load=h2load,
-            etcdctl=etcdctl_for(server.binary),
-        )
-        if ready:
-            say(f"key set written by {populate(ready, base)}")
-
-        def check_server(what: str) -> None:
-            if not server.running:
-                raise SystemExit(f"etcd died during {what}:\n{etcd_log_tail(server)}")
-
-        run_rounds(bench, figures, args.rounds, say, check_server)
+        with etcd_for("kv") as (server, check_server, etcd_version):
+            base = WorkerSpec(
+                endpoint=server.endpoint,
+                op="get",
+                seconds=args.seconds,
+                warmup=args.warmup,
+                keys=args.keys,
+                value_size=args.value_size,
+                etcd_pid=server.pid,
+            )
+            bench = Bench(
+                ready=ready,
+                base=base,
+                etcd_cpu=EtcdCpu(server.pid),
+                workdir=workdir,
+                h2load=h2load,
+                etcdctl=etcdctl_for(server.binary),
+            )
+            if ready:
+                say(f"key set written by {populate(ready, base)}")
+            run_rounds(bench, figures, args.rounds, say, check_server)
     finally:
-        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     meds = report.medians(bench.samples)
@@ -228,19 +279,184 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"round {e['round']} {e['figure']} {e['client']}"
         say(f"error: {where}: {e['error'].splitlines()[0]}")
     meta = run_meta(args, etcd_version, h2load)
+    bar = [c for c in comparison if c["in_bar"]]
+    return Outcome(
+        document=kv_document(meta, ready, skipped, bench, meds, comparison),
+        markdown=report.markdown(meds, infos, figures, comparison, preamble(meta)),
+        passed=bool(bar) and all(c["verdict"] == "PASS" for c in bar),
+    )
+
+
+def run_watch(args: argparse.Namespace) -> Outcome | None:
+    """The watch suite: latency and events/s for every client that has a watch worker."""
+    clients = [c for c in select(args.clients, extra=(H2LOAD,)) if c.watch_worker]
+    skipped: dict[str, str] = {}
+    ready = prepare(clients, args, skipped)
+    if not any(r.name == TXETCD for r in ready):
+        say("watch: txetcd is not among the clients; nothing to compare")
+    if not ready:
+        say("watch: nothing to run")
+        return None
+    per_run = args.watch_seconds + args.warmup + 2.0
+    minutes = args.rounds * len(ready) * len(watch.WORKLOADS) * per_run / 60
+    say(
+        f"watch: {len(ready)} clients x {len(watch.WORKLOADS)} workloads, {args.rounds} rounds: "
+        f"about {minutes:.1f} min"
+    )
+    with etcd_for("watch") as (server, check_server, etcd_version):
+        bench = watch.WatchBench(
+            ready=ready,
+            base=WatchSpec(
+                endpoint=server.endpoint,
+                prefix="watchbench/",
+                keys=args.watch_keys,
+                value_size=args.value_size,
+                seconds=args.watch_seconds,
+                warmup=args.warmup,
+                etcd_pid=server.pid,
+            ),
+            concurrency=args.writer_concurrency,
+            rate=args.watch_rate,
+        )
+        watch.run_watch_rounds(bench, args.rounds, say, check_server)
+
+    meds = watch.medians(bench.samples)
+    infos = client_infos(ready, None)
+    comparison = watch.compare(meds, infos)
+    say("")
+    say(watch.text(bench, meds, infos, comparison))
+    for name, why in skipped.items():
+        say(f"skipped {name}: {why.splitlines()[0]}")
+    for e in bench.errors:
+        where = f"round {e['round']} watch {e['workload']} {e['client']}"
+        say(f"error: {where}: {e['error'].splitlines()[0]}")
+    meta = {
+        **common_meta(args, etcd_version),
+        "seconds": args.watch_seconds,
+        "writer_rate": args.watch_rate,
+        "writer_concurrency": args.writer_concurrency,
+        "keys": args.watch_keys,
+        "bar": "txetcd latency p50 <= the best peer's",
+    }
+    head = (
+        f"{meta['etcd']}, single member on loopback; {meta['cpus']} CPUs; "
+        f"{args.value_size}-byte values over {args.watch_keys} keys; medians of {args.rounds} "
+        f"interleaved rounds; txetcd {meta['txetcd_commit']}; {meta['date']}."
+    )
+    document = {
+        "meta": meta,
+        "clients": client_documents(ready),
+        "skipped": skipped,
+        "errors": bench.errors,
+        "samples": [s.__dict__ for s in bench.samples],
+        "medians": meds,
+        "comparison": comparison,
+    }
+    bar = [c for c in comparison if c["in_bar"]]
+    return Outcome(
+        document=document,
+        markdown=watch.markdown(bench, meds, infos, comparison, head),
+        passed=bool(bar) and all(c["verdict"] == "PASS" for c in bar),
+    )
+
+
+def run_scale_suite(args: argparse.Namespace) -> Outcome | None:
+    """The scale suite: one txetcd process with many watches and kept-alive leases."""
+    with etcd_for("scale") as (server, check_server, etcd_version):
+        spec = WatchSpec(
+            endpoint=server.endpoint,
+            prefix="scale/",
+            value_size=args.value_size,
+            seconds=args.scale_seconds,
+            settle=args.scale_settle,
+            watches=args.scale_watches,
+            leases=args.scale_leases,
+            ttl=args.scale_ttl,
+            grant_concurrency=args.grant_concurrency,
+            timeout=60.0,
+            etcd_pid=server.pid,
+        )
+        minutes = (spec.settle + spec.seconds + 15) / 60
+        say(
+            f"scale: {spec.watches:,} watches, {spec.leases:,} leases (TTL {spec.ttl} s), writer "
+            f"{args.scale_rate:g} puts/s, {spec.seconds:g} s window: about {minutes:.1f} min"
+        )
+        try:
+            result = scale.run_scale(spec, args.scale_rate, say)
+            error = None
+        except WorkerError as e:
+            result, error = {}, str(e)
+        check_server("the scale run")
+    meta = {
+        **common_meta(args, etcd_version),
+        "watches": spec.watches,
+        "leases": spec.leases,
+        "ttl": spec.ttl,
+        "writer_rate": args.scale_rate,
+        "window_s": spec.seconds,
+        "bar": f"<= {scale.RSS_BAR_MB:g} MB RSS and < {scale.CPU_BAR:.0%} of one core",
+    }
+    say("")
+    if error is not None:
+        say(f"scale: ERROR {error}")
+        return Outcome({"meta": meta, "error": error}, f"scale: ERROR {error}\n", False)
+    say(scale.text(result, spec, args.scale_rate))
+    head = (
+        f"{meta['etcd']}, single member on loopback; {meta['cpus']} CPUs; "
+        f"txetcd {meta['txetcd_commit']}; {meta['date']}."
+    )
+    verdicts = scale.verdicts(result, spec)
+    return Outcome(
+        document={"meta": meta, "result": result, "verdicts": verdicts},
+        markdown=scale.markdown(result, spec, args.scale_rate, head),
+        passed=verdicts["overall"] == "PASS",
+    )
+
+
+SUITES: dict[str, Callable[[argparse.Namespace], Outcome | None]] = {
+    "kv": run_kv,
+    "watch": run_watch,
+    "scale": run_scale_suite,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # so that `finally` stops etcd
+    names = list(SUITES) if args.suite == "all" else [args.suite]
+    outcomes: dict[str, Outcome] = {}
+    for name in names:
+        outcome = SUITES[name](args)
+        if outcome is not None:
+            outcomes[name] = outcome
+        if len(names) > 1:
+            say("")
+    if not outcomes:
+        return 1
+    if len(names) > 1:
+        say(
+            "bars: "
+            + ", ".join(f"{n} {'PASS' if o.passed else 'not passed'}" for n, o in outcomes.items())
+        )
     if args.json:
-        write_json(args.json, meta, ready, skipped, bench, meds, comparison)
+        if len(names) == 1:
+            document = next(iter(outcomes.values())).document
+        else:
+            document = {"suites": {n: o.document for n, o in outcomes.items()}}
+        with open(args.json, "w") as f:
+            json.dump(document, f, indent=2)
         say(f"wrote {args.json}")
     if args.markdown:
-        md = report.markdown(meds, infos, figures, comparison, preamble(meta))
+        md = "\n".join(
+            (f"### {n}\n\n" if len(names) > 1 else "") + o.markdown for n, o in outcomes.items()
+        )
         if args.markdown == "-":
             say(md)
         else:
             with open(args.markdown, "w") as f:
                 f.write(md)
             say(f"wrote {args.markdown}")
-    bar = [c for c in comparison if c["in_bar"]]
-    passed = bool(bar) and all(c["verdict"] == "PASS" for c in bar)
+    passed = len(outcomes) == len(names) and all(o.passed for o in outcomes.values())
     return 0 if passed or not args.strict else 1
 
 
@@ -252,20 +468,30 @@ def etcd_log_tail(server: Any, size: int = 3000) -> str:
         return "(no etcd log)"
 
 
-def run_meta(args: argparse.Namespace, etcd_version: str, h2load: str | None) -> dict[str, Any]:
+def common_meta(args: argparse.Namespace, etcd_version: str) -> dict[str, Any]:
+    """What every suite's JSON says about the run: when, which txetcd, etcd and machine."""
     return {
+        "suite": args.suite,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "txetcd_commit": git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "etcd": etcd_version,
-        "h2load": first_line([h2load, "--version"]) if h2load else None,
         "rounds": args.rounds,
-        "seconds": args.seconds,
         "warmup": args.warmup,
-        "keys": args.keys,
         "value_size": args.value_size,
+    }
+
+
+def run_meta(args: argparse.Namespace, etcd_version: str, h2load: str | None) -> dict[str, Any]:
+    meta = common_meta(args, etcd_version)
+    del meta["suite"]
+    return {
+        **meta,
+        "h2load": first_line([h2load, "--version"]) if h2load else None,
+        "seconds": args.seconds,
+        "keys": args.keys,
         "concurrency": args.concurrency,
         "bar": report.BAR,
     }
@@ -280,16 +506,8 @@ def preamble(meta: dict[str, Any]) -> str:
     )
 
 
-def write_json(
-    path: str,
-    meta: dict[str, Any],
-    ready: Sequence[Ready],
-    skipped: dict[str, str],
-    bench: Bench,
-    meds: dict[str, Any],
-    comparison: list[dict[str, Any]],
-) -> None:
-    clients = {
+def client_documents(ready: Sequence[Ready]) -> dict[str, dict[str, Any]]:
+    return {
         r.name: {
             "label": label(r),
             "versions": r.versions,
@@ -298,17 +516,25 @@ def write_json(
         }
         for r in ready
     }
-    document = {
+
+
+def kv_document(
+    meta: dict[str, Any],
+    ready: Sequence[Ready],
+    skipped: dict[str, str],
+    bench: Bench,
+    meds: dict[str, Any],
+    comparison: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
         "meta": meta,
-        "clients": clients,
+        "clients": client_documents(ready),
         "skipped": skipped,
         "errors": bench.errors,
         "samples": [s.__dict__ for s in bench.samples],
         "medians": meds,
         "comparison": comparison,
     }
-    with open(path, "w") as f:
-        json.dump(document, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,22 @@ from txetcd._errors import (
     WatchCancelled,
     WriteTimeout,
 )
+from txetcd._keepalive import (
+    KeepAlive,
+    LeaseAbandoned,
+    LeaseExpired,
+    LeaseKeepAliveResult,
+    LeaseKeepAliveTimeout,
+    LeaseLost,
+)
+from txetcd._lease import (
+    LeaseGrantResult,
+    LeaseRevokeResult,
+    LeasesResult,
+    LeaseTimeToLiveResult,
+)
 from txetcd._mirror import Mirror, MirrorChange
+from txetcd._session import Session
 from txetcd._txn import (
     Compare,
     CreateRevision,
@@ -97,7 +112,19 @@ __all__ = [
     "Event",
     "EventType",
     "WatchBatch",
+    # leases
+    "KeepAlive",
+    "LeaseGrantResult",
+    "LeaseKeepAliveResult",
+    "LeaseRevokeResult",
+    "LeaseTimeToLiveResult",
+    "LeasesResult",
+    "LeaseLost",
+    "LeaseExpired",
+    "LeaseKeepAliveTimeout",
+    "LeaseAbandoned",
     # recipes
+    "Session",
     "Mirror",
     "MirrorChange",
     # watch

@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from txetcd._grpc import Channel
 from txetcd._kv import (
+    NOT_GIVEN,
     check_bool,
     check_int,
     compact_result,
@@ -25,6 +26,7 @@ from txetcd._kv import (
     range_result,
     txn_result,
 )
+from txetcd._lease import LeaseMethods
 from txetcd._proto import rpc_pb2
 from txetcd._txn import Compare, Op, txn_request
 from txetcd._types import (
@@ -44,13 +46,6 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class _NotGiven:
-    def __repr__(self) -> str:
-        return "<not given>"
-
-
-NOT_GIVEN: Any = _NotGiven()
-
 _RANGE = b"/etcdserverpb.KV/Range"
 _PUT = b"/etcdserverpb.KV/Put"
 _DELETE = b"/etcdserverpb.KV/DeleteRange"
@@ -64,7 +59,7 @@ _TxnResponse = rpc_pb2.TxnResponse.FromString
 _CompactResponse = rpc_pb2.CompactionResponse.FromString
 
 
-class Client:
+class Client(LeaseMethods):
     """An etcd v3 client.
 
     :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is
@@ -386,8 +381,10 @@ class Client:
         Pending reads and calls not yet sent fail with :class:`~txetcd.ClientClosed`; writes
         already sent fail with :class:`~txetcd.OutcomeUnknown` (they may have been applied).
         Calls made after ``close()`` fail with ``ClientClosed``. Watches end (their ``done``
-        fires with ``None``).
+        fires with ``None``); kept-alive leases stop being refreshed (their ``lost`` fires with
+        :class:`~txetcd.LeaseAbandoned`); nothing is revoked.
         """
         if self._watch_hub is not None:
             self._watch_hub.close()
+        self._lease_hub_close()
         return self._channel.close()

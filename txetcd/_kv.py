@@ -24,6 +24,15 @@ from txetcd._types import (
 
 BytesLike = Union[bytes, str]
 
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+#: an option left to the client's default (e.g. ``timeout``: the client's ``timeout``)
+NOT_GIVEN: Any = _NotGiven()
+
 # Typed loosely: the generated stubs want enum wrapper types where plain ints are fine.
 RangeRequest: Any = rpc_pb2.RangeRequest
 PutRequest: Any = rpc_pb2.PutRequest

@@ -18,7 +18,7 @@ from txetcd._keepalive import (
     LeaseKeepAliveResult,
     _KeepAliveHub,
 )
-from txetcd._kv import check_bool, check_int, header_of
+from txetcd._kv import NOT_GIVEN, check_bool, check_int, header_of
 from txetcd._proto import rpc_pb2
 from txetcd._types import ResponseHeader
 
@@ -51,13 +51,7 @@ _LeasesResponse = rpc_pb2.LeaseLeasesResponse.FromString
 _KeepAliveResponse = rpc_pb2.LeaseKeepAliveResponse.FromString
 
 
-class _NotGiven:
-    def __repr__(self) -> str:
-        return "<not given>"
-
-
-#: "use the client's default timeout" (the client passes its own default through ``_call``)
-_NOT_GIVEN: Any = _NotGiven()
+_NOT_GIVEN = NOT_GIVEN
 
 
 # -- results -----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ class ClientDef:
     :param ops: the operations measured for it.
     :param variant: passed to the worker (e.g. etcetra's linearizable read path).
     :param note: one line for the report.
+    :param watch_worker: its worker for the watch suite (``None``: not in that suite).
     """
 
     name: str
@@ -34,6 +35,7 @@ class ClientDef:
     ops: tuple[str, ...] = ("put", "get")
     variant: str | None = None
     note: str = ""
+    watch_worker: str | None = None
 
 
 _ETCETRA_REQS = ("etcetra==0.1.19",)
@@ -46,6 +48,7 @@ CLIENTS: dict[str, ClientDef] = {
             "txetcd_worker.py",
             None,
             note="Twisted; gRPC on txetcd's own HTTP/2 layer; 1 connection",
+            watch_worker="txetcd_watch.py",
         ),
         ClientDef(
             "etcetra",
@@ -54,6 +57,7 @@ CLIENTS: dict[str, ClientDef] = {
             _ETCETRA_REQS,
             linearizable=False,
             note="grpc.aio; get() always reads serializably (may be stale)",
+            watch_worker="etcetra_watch.py",
         ),
         ClientDef(
             "etcetra-lin",
@@ -64,13 +68,21 @@ CLIENTS: dict[str, ClientDef] = {
             variant="linearizable",
             note="etcetra's linearizable read: read-only txn with get(serializable=False)",
         ),
-        ClientDef("aetcd", "aetcd_worker.py", "aetcd", ("aetcd==1.0.0",), note="grpc.aio"),
+        ClientDef(
+            "aetcd",
+            "aetcd_worker.py",
+            "aetcd",
+            ("aetcd==1.0.0",),
+            note="grpc.aio",
+            watch_worker="aetcd_watch.py",
+        ),
         ClientDef(
             "etcd3aio",
             "etcd3aio_worker.py",
             "etcd3aio",
             ("etcd3aio==0.3.0",),
             note="grpc.aio",
+            watch_worker="etcd3aio_watch.py",
         ),
         ClientDef(
             "python3-etcd3",

@@ -10,14 +10,17 @@ from typing import Any
 __all__ = [
     "BAR",
     "ClientInfo",
+    "Table",
     "Figure",
     "Sample",
     "compare",
     "figures_for",
     "fmt_ms",
     "markdown",
+    "markdown_tables",
     "medians",
     "text",
+    "text_tables",
 ]
 
 BAR = 1.3
@@ -75,6 +78,9 @@ class Sample:
 
 
 Stat = dict[str, float | None]
+
+Table = tuple[str, list[str], list[list[str]]]
+"""A titled table: title, column heads, rows of cells (first column left-aligned)."""
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -173,7 +179,7 @@ def _tables(
     infos: Sequence[ClientInfo],
     figures: Sequence[Figure],
     comparison: Sequence[dict[str, Any]],
-) -> list[tuple[str, list[str], list[list[str]]]]:
+) -> list[Table]:
     heads = ["client"] + [f.label for f in figures]
     tables = []
     for title, field in (
@@ -236,15 +242,10 @@ _FOOTNOTE = (
 )
 
 
-def text(
-    meds: dict[str, dict[str, Stat]],
-    infos: Sequence[ClientInfo],
-    figures: Sequence[Figure],
-    comparison: Sequence[dict[str, Any]],
-) -> str:
-    """Aligned plain-text tables and the verdict line."""
+def text_tables(tables: Sequence[Table]) -> list[str]:
+    """Aligned plain-text tables, each followed by a blank line."""
     out: list[str] = []
-    for title, heads, rows in _tables(meds, infos, figures, comparison):
+    for title, heads, rows in tables:
         widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
         out.append(title)
         for n, row in enumerate([heads, *rows]):
@@ -253,6 +254,31 @@ def text(
             if n == 0:
                 out.append("  " + "  ".join("-" * w for w in widths))
         out.append("")
+    return out
+
+
+def markdown_tables(tables: Sequence[Table]) -> list[str]:
+    """GitHub-flavoured Markdown tables, each under its bold title and followed by a blank line."""
+    out: list[str] = []
+    for title, heads, rows in tables:
+        out.append(f"**{title}**")
+        out.append("")
+        out.append("| " + " | ".join(heads) + " |")
+        out.append("|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|")
+        for row in rows:
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+        out.append("")
+    return out
+
+
+def text(
+    meds: dict[str, dict[str, Stat]],
+    infos: Sequence[ClientInfo],
+    figures: Sequence[Figure],
+    comparison: Sequence[dict[str, Any]],
+) -> str:
+    """Aligned plain-text tables and the verdict line."""
+    out = text_tables(_tables(meds, infos, figures, comparison))
     out.append(_FOOTNOTE)
     out.append(_verdict_line(comparison))
     return "\n".join(out)
@@ -267,14 +293,7 @@ def markdown(
 ) -> str:
     """The same tables as GitHub-flavoured Markdown, ready to paste into docs."""
     out: list[str] = [preamble.rstrip(), ""] if preamble else []
-    for title, heads, rows in _tables(meds, infos, figures, comparison):
-        out.append(f"**{title}**")
-        out.append("")
-        out.append("| " + " | ".join(heads) + " |")
-        out.append("|" + "|".join(["---"] + ["---:"] * (len(heads) - 1)) + "|")
-        for row in rows:
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
-        out.append("")
+    out.extend(markdown_tables(_tables(meds, infos, figures, comparison)))
     out.append(_FOOTNOTE)
     out.append("")
     out.append(_verdict_line(comparison))

@@ -9,14 +9,14 @@ import pytest
 from twisted.internet import task
 
 import txetcd
-from txetcd import _client, _errors, _mirror, _txn, _types, _watch
+from txetcd import _client, _errors, _keepalive, _lease, _mirror, _session, _txn, _types, _watch
 from txetcd._errors import error_from_status
 from txetcd._kv import prefix_range_end
 
 
 def test_root_only_reexports() -> None:
     """Every public name is the very object from its private module, and is documented."""
-    modules = (_client, _errors, _mirror, _txn, _types, _watch)
+    modules = (_client, _errors, _keepalive, _lease, _mirror, _session, _txn, _types, _watch)
     for name in txetcd.__all__:
         if name == "__version__":
             continue
