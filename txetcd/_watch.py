@@ -433,6 +433,7 @@ class WatchHub:
         self.failures = 0
         self.closed = False
         self.restarts = 0  # streams re-opened after a break (for tests and metrics)
+        self.last_error: Optional[BaseException] = None  # why the last stream broke
         self._rand = random.Random()
 
     def watch(
@@ -516,6 +517,8 @@ class WatchHub:
     ) -> None:
         if self.streams.get(stream.require_leader) is stream:
             del self.streams[stream.require_leader]
+        if not expected:
+            self.last_error = error
         orphans = [w for w in stream.watches.values() if not w.ended]
         stream.watches.clear()
         stream.creating.clear()

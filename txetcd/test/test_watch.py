@@ -373,3 +373,40 @@ async def test_callback_watch_cannot_be_iterated(etcd_client: Client) -> None:
     with pytest.raises(TypeError):
         w.__aiter__()
     w.cancel()
+
+
+@pytest_twisted.ensureDeferred
+async def test_require_leader_ends_a_leaderless_stream_instead_of_silence() -> None:
+    from txetcd import NoLeader
+    from txetcd.testing import EtcdCluster
+
+    with EtcdCluster(2) as cluster:
+        client = Client(cluster.endpoints[0], reactor=reactor(), timeout=5)
+        try:
+            loyal, plain = Batches(), Batches()
+            w1 = client.watch(b"lead/", prefix=True, require_leader=True, callback=loyal)
+            w2 = client.watch(b"lead/", prefix=True, callback=plain)
+            await defer.gatherResults([w1.created, w2.created])
+            hub = client._watch_hub
+            assert hub is not None
+            silent_stream = hub.streams[False]
+            await client.put(b"lead/a", b"1")
+            await defer.gatherResults([loyal.wait(1), plain.wait(1)])
+            cluster.members[1].kill()  # member 0 loses its leader
+            for _ in range(750):  # etcd notices within a few seconds
+                if isinstance(hub.last_error, NoLeader):
+                    break
+                await task.deferLater(reactor(), 0.02, lambda: None)
+            assert isinstance(hub.last_error, NoLeader)  # the stream was ended, not left silent
+            assert hub.streams.get(False) is silent_stream  # the plain watch's stream stayed
+            assert not w1.ended and not w2.ended  # both keep going
+            cluster.members[1].start()  # the leader is back
+            await client.put(b"lead/b", b"2")
+            await defer.gatherResults([loyal.wait(2, timeout=30), plain.wait(2, timeout=30)])
+            await task.deferLater(reactor(), 0.2, lambda: None)
+            assert [e.value for e in loyal.events] == [b"1", b"2"]  # exactly once
+            assert [e.value for e in plain.events] == [b"1", b"2"]
+            w1.cancel()
+            w2.cancel()
+        finally:
+            await client.close()

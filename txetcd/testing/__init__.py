@@ -7,6 +7,12 @@ etcd to reset, blackhole, refuse or cut connections; with pytest, add
 """
 
 from txetcd.testing._proxy import TCPProxy
-from txetcd.testing._server import EtcdNotFound, EtcdServer, etcd_binary, free_port
+from txetcd.testing._server import (
+    EtcdCluster,
+    EtcdNotFound,
+    EtcdServer,
+    etcd_binary,
+    free_port,
+)
 
-__all__ = ["EtcdNotFound", "EtcdServer", "TCPProxy", "etcd_binary", "free_port"]
+__all__ = ["EtcdCluster", "EtcdNotFound", "EtcdServer", "TCPProxy", "etcd_binary", "free_port"]

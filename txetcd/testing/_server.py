@@ -10,9 +10,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, Optional, Sequence
+from typing import IO, List, Optional, Sequence
 
-__all__ = ["EtcdServer", "EtcdNotFound", "etcd_binary", "free_port"]
+__all__ = ["EtcdServer", "EtcdCluster", "EtcdNotFound", "etcd_binary", "free_port"]
 
 
 class EtcdNotFound(RuntimeError):
@@ -81,6 +81,8 @@ class EtcdServer:
         self.client_port = 0
         self.peer_port = 0
         self.data_dir: Optional[str] = None
+        #: ``--initial-cluster`` when this member is one of an :class:`EtcdCluster`
+        self.initial_cluster: Optional[str] = None
         self._process: Optional[subprocess.Popen[bytes]] = None
         self._log: Optional[IO[bytes]] = None
 
@@ -121,6 +123,10 @@ class EtcdServer:
         raise RuntimeError("could not start etcd on a free port after 5 attempts")
 
     def _spawn(self) -> None:
+        self._launch()
+        self._wait_healthy()
+
+    def _launch(self) -> None:
         assert self.data_dir is not None
         client = f"http://127.0.0.1:{self.client_port}"
         peer = f"http://127.0.0.1:{self.peer_port}"
@@ -139,7 +145,7 @@ class EtcdServer:
             "--initial-advertise-peer-urls",
             peer,
             "--initial-cluster",
-            f"{self.name}={peer}",
+            self.initial_cluster or f"{self.name}={peer}",
             "--log-level",
             "warn",
             *self.extra_args,
@@ -149,6 +155,10 @@ class EtcdServer:
         self._process = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+
+    def _wait_healthy(self) -> None:
+        assert self._process is not None and self.data_dir is not None
+        log_path = os.path.join(self.data_dir, "etcd.log")
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -198,6 +208,63 @@ class EtcdServer:
             self._log = None
 
     def __enter__(self) -> "EtcdServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class EtcdCluster:
+    """A cluster of ``size`` etcd members on 127.0.0.1, each a child process.
+
+    ``start()`` launches every member and waits until each is healthy (has a leader);
+    ``members[i].kill()`` and ``members[i].start()`` take one member down and bring it back;
+    ``stop()`` kills them all and removes their data. Usable as a context manager.
+    """
+
+    def __init__(
+        self,
+        size: int = 3,
+        extra_args: Sequence[str] = (),
+        *,
+        binary: Optional[str] = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a cluster needs at least one member")
+        self.members = [
+            EtcdServer(extra_args, binary=binary, startup_timeout=startup_timeout, name=f"m{i}")
+            for i in range(size)
+        ]
+
+    @property
+    def endpoints(self) -> List[str]:
+        """Every member's client URL."""
+        return [m.endpoint for m in self.members]
+
+    def start(self) -> "EtcdCluster":
+        """Start every member together, then wait until each is healthy."""
+        for m in self.members:
+            m.data_dir = tempfile.mkdtemp(prefix=f"txetcd-{m.name}-")
+            m.client_port, m.peer_port = free_port(), free_port()
+        initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+        try:
+            for m in self.members:
+                m.initial_cluster = initial
+                m._launch()
+            for m in self.members:
+                m._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Kill every member and remove their data."""
+        for m in self.members:
+            m.stop()
+
+    def __enter__(self) -> "EtcdCluster":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
