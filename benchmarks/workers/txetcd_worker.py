@@ -6,30 +6,10 @@ one Deferred at a time, on one ``Client``. Gets are txetcd's default (linearizab
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Coroutine
 from typing import Any
 
-
-def _install_best_reactor() -> str:
-    """Install epoll where there is one (before anything imports the global reactor)."""
-    from twisted.internet.error import ReactorAlreadyInstalledError
-
-    try:
-        from twisted.internet import epollreactor
-
-        epollreactor.install()  # type: ignore[no-untyped-call]
-    except (ImportError, ReactorAlreadyInstalledError):  # no epoll here, or too late
-        return "default"
-    return "epoll"
-
-
-REACTOR = _install_best_reactor()
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
+import _tx  # installs the epoll reactor and puts this checkout on sys.path
 from _common import (
     CheckFailed,
     Spec,
@@ -39,7 +19,7 @@ from _common import (
     populate_async,
     run_async,
 )
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
@@ -94,25 +74,7 @@ async def _run(reactor: IReactorTime, spec: Spec, wl: Workload) -> dict[str, Any
 
 
 def run(spec: Spec, wl: Workload) -> dict[str, Any]:
-    box: list[Any] = []
-
-    async def body(reactor: IReactorTime) -> None:
-        try:
-            box.append(await _run(reactor, spec, wl))
-        except BaseException as e:  # noqa: BLE001  (re-raised by run(), not logged by react)
-            box.append(e)
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(body(reactor)))
-    except SystemExit:
-        pass  # react always exits; the outcome is in box
-    if not box:
-        raise RuntimeError("the reactor stopped before the workload finished")
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    result: dict[str, Any] = box[0]
-    result["reactor"] = REACTOR
-    return result
+    return _tx.react_run(lambda reactor: _run(reactor, spec, wl))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Twisted plumbing for the txetcd workers: the epoll reactor, running one coroutine, sleeping.
+
+Import this module before anything imports ``twisted.internet.reactor``: it installs the epoll
+reactor where there is one, and puts this checkout on ``sys.path`` so ``import txetcd`` finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+__all__ = ["REACTOR", "react_run", "sleep", "wait_for"]
+
+
+def _install_best_reactor() -> str:
+    """Install epoll where there is one (before anything imports the global reactor)."""
+    from twisted.internet.error import ReactorAlreadyInstalledError
+
+    try:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()  # type: ignore[no-untyped-call]
+    except (ImportError, ReactorAlreadyInstalledError):  # no epoll here, or too late
+        return "default"
+    return "epoll"
+
+
+REACTOR = _install_best_reactor()
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from twisted.internet import defer, task  # noqa: E402  (after the reactor is installed)
+
+
+def react_run(body: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
+    """Run ``await body(reactor)`` under ``task.react`` and return its result (or raise)."""
+    box: list[Any] = []
+
+    async def wrapped(reactor: Any) -> None:
+        try:
+            box.append(await body(reactor))
+        except BaseException as e:  # noqa: BLE001  (re-raised below, not logged by react)
+            box.append(e)
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(wrapped(reactor)))
+    except SystemExit:
+        pass  # react always exits; the outcome is in box
+    if not box:
+        raise RuntimeError("the reactor stopped before the workload finished")
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    result: dict[str, Any] = box[0]
+    result["reactor"] = REACTOR
+    return result
+
+
+def sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
+    """A Deferred that fires after ``seconds`` on ``reactor``'s clock."""
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+async def wait_for(reactor: Any, d: defer.Deferred[Any], timeout: float) -> bool:
+    """Wait for ``d`` at most ``timeout`` seconds: true if it fired, false on timeout.
+
+    ``d`` itself is left alone (not cancelled): it is usually shared.
+    """
+    waiter: defer.Deferred[bool] = defer.Deferred()
+
+    def fired(result: object) -> object:
+        if not waiter.called:
+            waiter.callback(True)
+        return result
+
+    def timed_out() -> None:
+        if not waiter.called:
+            waiter.callback(False)
+
+    d.addBoth(fired)
+    call = reactor.callLater(timeout, timed_out)
+    ok = await waiter
+    if call.active():
+        call.cancel()
+    return ok
