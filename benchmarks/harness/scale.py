@@ -55,7 +55,7 @@ def run_scale(spec: WatchSpec, rate: float, say: Callable[[str], None]) -> dict[
         raise WorkerError(
             f"the worker counted {result.get('count')} puts, the writer wrote {writer['count']}"
         )
-    result["writer"] = writer
+    result["writer"] = {k: v for k, v in writer.items() if k != "rtt_us"}  # per-put detail
     return result
 
 
