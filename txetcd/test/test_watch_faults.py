@@ -221,14 +221,23 @@ async def test_every_revision_exactly_once_through_faults(
         writing = False
         await writes
         await all_back()
-        # one last revision that every watcher sees: the hot key written, a key deleted
+        # one last revision that every watcher sees: the hot key written, a key deleted (it
+        # is written first, so the delete is real and the deletes-only watcher sees it too)
+        await writer.put(KEYS[0], b"to be deleted")
         last = await writer.txn([], [Put(HOT, b"the end"), Delete(KEYS[0])])
         end = last.header.revision
 
         def caught_up() -> bool:
             return all(w.events and w.events[-1][0] >= end for w in watchers)
 
-        await until(caught_up, 30, "every watcher to catch up")
+        try:
+            await until(caught_up, 30, "every watcher to catch up")
+        except AssertionError:
+            state = [
+                (w.name, w.events[-1][0] if w.events else None, w.established, w.restarts)
+                for w in watchers
+            ]
+            raise AssertionError(f"not caught up with revision {end}: {state}") from None
 
         # the server's own history of the range, replayed by a watch from the first revision
         truth: List[Seen] = []
