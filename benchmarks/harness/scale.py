@@ -82,7 +82,7 @@ def _tables(result: dict[str, Any], spec: WatchSpec, rate: float) -> list[report
     v = verdicts(result, spec)
     leases = f"{result.get('leases', 0):,}" if result.get("lease_api") else "no lease API"
     setup = [
-        ["watches (one per key) + 1 for the end marker", f"{spec.watches:,}"],
+        ["watches, one per key (and 1 on the end-marker key)", f"{spec.watches:,}"],
         ["kept-alive leases (TTL, refreshed every TTL/3)", f"{leases} (TTL {spec.ttl} s)"],
         ["writer on the watched keys", f"{rate:g} puts/s"],
         ["setup: watches created", f"{result.get('watch_setup_s', 0):.2f} s"],
