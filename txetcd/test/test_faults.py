@@ -24,10 +24,15 @@ def reactor() -> Any:
 
 def txetcd_timers(clock: Any) -> List[Any]:
     """Delayed calls that belong to txetcd (the reactor may hold others, e.g. pytest-twisted's)."""
+    from twisted.internet.task import LoopingCall
+
     out = []
     for call in clock.getDelayedCalls():
         func = call.func
         owner = getattr(func, "__self__", None)
+        if isinstance(owner, LoopingCall):  # look through to what the loop calls
+            func = owner.f
+            owner = getattr(func, "__self__", None)
         module = getattr(type(owner), "__module__", "") if owner is not None else func.__module__
         if module.startswith("txetcd.") and not module.startswith("txetcd.test"):
             out.append(call)
