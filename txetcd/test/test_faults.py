@@ -29,10 +29,9 @@ def txetcd_timers(clock: Any) -> List[Any]:
     out = []
     for call in clock.getDelayedCalls():
         func = call.func
+        if isinstance(func, LoopingCall):  # look through to what the loop calls
+            func = func.f
         owner = getattr(func, "__self__", None)
-        if isinstance(owner, LoopingCall):  # look through to what the loop calls
-            func = owner.f
-            owner = getattr(func, "__self__", None)
         module = getattr(type(owner), "__module__", "") if owner is not None else func.__module__
         if module.startswith("txetcd.") and not module.startswith("txetcd.test"):
             out.append(call)
