@@ -410,3 +410,85 @@ async def test_require_leader_ends_a_leaderless_stream_instead_of_silence() -> N
             w2.cancel()
         finally:
             await client.close()
+
+
+class _FakeGrpcStream:
+    """Stands in for a GrpcStream: records what is sent, closes when told to."""
+
+    def __init__(self, on_message: Any, on_close: Any) -> None:
+        self.on_message, self.on_close = on_message, on_close
+        self.sent: List[bytes] = []
+        self.paused = False
+        self.ended = False
+
+    def send(self, data: bytes) -> bool:
+        self.sent.append(data)
+        return True
+
+    def cancel(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_close(defer.CancelledError())
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def created(self, revision: int) -> None:
+        from txetcd._proto import rpc_pb2
+
+        resp = rpc_pb2.WatchResponse(created=True)
+        resp.header.revision = revision
+        self.on_message(resp.SerializeToString())
+
+    def break_(self) -> None:
+        self.ended = True
+        self.on_close(ConnectionError("reset"))
+
+
+class _FakeChannel:
+    def __init__(self) -> None:
+        self.streams: List[_FakeGrpcStream] = []
+
+    def stream(self, path: bytes, on_message: Any, on_close: Any, **kw: Any) -> _FakeGrpcStream:
+        s = _FakeGrpcStream(on_message, on_close)
+        self.streams.append(s)
+        return s
+
+
+def test_resume_backoff_on_the_clock() -> None:
+    """Jittered exponential backoff between failed streams; back to fast once one works."""
+    from txetcd._proto import rpc_pb2
+    from txetcd._watch import WatchHub
+
+    clock = task.Clock()
+    channel = _FakeChannel()
+    hub = WatchHub(channel, clock, backoff_initial=0.1, backoff_max=2.0)  # type: ignore[arg-type]
+    w = hub.watch(b"k")
+    first = channel.streams[0]
+    first.created(10)
+    assert w.next_revision == 11
+    delays = []
+    for _ in range(7):  # break it, then let every new stream fail before it is created
+        channel.streams[-1].break_()
+        (call,) = clock.getDelayedCalls()
+        delays.append(call.getTime() - clock.seconds())
+        clock.advance(delays[-1])
+    # the first break of an established stream waits ~initial; each failure doubles, to the max
+    bases = [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    for delay, base in zip(delays, bases):
+        assert base * 0.5 <= delay <= base * 1.5, (delays, bases)
+    # every re-created watch asks for the next revision, never 0
+    for s in channel.streams[1:]:
+        req = rpc_pb2.WatchRequest.FromString(s.sent[0])
+        assert req.create_request.start_revision == 11
+    channel.streams[-1].created(12)  # it works again: the backoff starts over
+    channel.streams[-1].break_()
+    (call,) = clock.getDelayedCalls()
+    assert 0.05 <= call.getTime() - clock.seconds() <= 0.15
+    w.cancel()
+    assert clock.getDelayedCalls() == []  # cancelling the only waiting watch drops the timer
+    hub.close()
+    assert clock.getDelayedCalls() == []
