@@ -1,7 +1,7 @@
 """The v3 client: KV and transactions over gRPC on our HTTP/2 layer.
 
 Every method builds a protobuf request (checking its arguments first, synchronously), sends it
-through the one call path (:class:`txetcd._grpc.Channel`) and decodes the answer into frozen
+through the one call path (:class:`txetcd._channel.Channel`) and decodes the answer into frozen
 values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yields and
 ``async def`` code awaits.
 """
@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 from twisted.internet.defer import Deferred
 
-from txetcd._grpc import Channel
+from txetcd._channel import Channel
 from txetcd._kv import (
     NOT_GIVEN,
     check_bool,

@@ -1,107 +1,45 @@
-"""gRPC calls on our HTTP/2 connections: unary, server-streaming and bidi.
+"""gRPC calls on our HTTP/2 streams: unary calls and server-streaming/bidi streams.
 
-:class:`Channel` is the one call path: it picks the endpoint, owns the connections, sets deadlines
-on the injected clock, adds metadata, and applies the retry rule. A read may be sent again on a
-new connection; a mutation is sent again only when it certainly never reached the server (never
-written, above a GOAWAY's last-stream-id, or refused); otherwise it fails with
-:class:`~txetcd.OutcomeUnknown`. Nothing else is retried.
+A :class:`_UnaryCall` is one logical call with its deadline (``grpc-timeout`` and a timer on the
+injected clock) and its Deferred; it may be started more than once, by the retry rule of the
+:class:`~txetcd._channel.Channel` that dispatches it: a read may be sent again on a new
+connection; a mutation only when it certainly never reached the server (never written, above a
+GOAWAY's last-stream-id, or refused), otherwise it fails with :class:`~txetcd.OutcomeUnknown`.
+:class:`GrpcStream` is a streaming call with back-pressure (:meth:`GrpcStream.pause`).
 """
 
 from __future__ import annotations
 
-import random
-from typing import Any, Callable, List, Optional, Sequence, Tuple
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from urllib.parse import unquote
 
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
 
 from txetcd._errors import (
-    Cancelled,
-    ClientClosed,
     ConnectionFailed,
     EtcdError,
-    Internal,
     OutcomeUnknown,
-    PermissionDenied,
     ProtocolViolation,
     Timeout,
-    Unauthenticated,
     Unavailable,
-    Unimplemented,
     WriteTimeout,
     error_from_status,
 )
-from txetcd._http2 import (
+from txetcd._h2frames import (
     CANCEL,
     ConnectionClosed,
-    H2Connection,
-    H2Stream,
     StreamNotProcessed,
     encode_literal,
-    encode_literal_indexed_name,
 )
+from txetcd._http2 import H2Stream
 
-__all__ = ["Channel", "GrpcStream", "Endpoint", "parse_endpoint"]
+if TYPE_CHECKING:
+    from txetcd._channel import Channel
 
-_USER_AGENT = b"txetcd/0.1"
+__all__ = ["GrpcStream", "Metadata"]
+
 Metadata = Sequence[Tuple[bytes, bytes]]
-
-
-class Endpoint:
-    """Where to connect: a parsed ``http://host:port`` client URL."""
-
-    __slots__ = ("url", "scheme", "host", "port", "authority")
-
-    def __init__(self, url: str, scheme: str, host: str, port: int) -> None:
-        self.url = url
-        self.scheme = scheme
-        self.host = host
-        self.port = port
-        self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.url!r})"
-
-
-def parse_endpoint(url: str) -> Endpoint:
-    """Parse one client URL; ``host:port`` alone means ``http://host:port``."""
-    if not isinstance(url, str):
-        raise TypeError(f"endpoint must be a str URL, not {type(url).__name__}")
-    if "://" not in url:
-        url = "http://" + url
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        raise ValueError(
-            f"unsupported endpoint scheme {parts.scheme!r} in {url!r}: only http:// (h2c) is "
-            "supported so far"
-        )
-    if not parts.hostname:
-        raise ValueError(f"endpoint {url!r} has no host")
-    try:
-        port = parts.port or 2379
-    except ValueError as e:
-        raise ValueError(f"endpoint {url!r}: {e}") from None
-    return Endpoint(url, parts.scheme, parts.hostname, port)
-
-
-def _request_prefix(endpoint: Endpoint, path: bytes) -> bytes:
-    """The constant part of a call's request header block (HPACK literals, no table state)."""
-    return b"".join(
-        (
-            b"\x83",  # :method POST (static 3)
-            b"\x86" if endpoint.scheme == "http" else b"\x87",  # :scheme
-            encode_literal_indexed_name(4, path),  # :path
-            encode_literal_indexed_name(1, endpoint.authority.encode("ascii")),  # :authority
-            encode_literal_indexed_name(31, b"application/grpc"),  # content-type
-            encode_literal(b"te", b"trailers"),
-            encode_literal_indexed_name(58, _USER_AGENT),  # user-agent
-        )
-    )
 
 
 def _timeout_header(seconds: float) -> bytes:
@@ -483,224 +421,3 @@ class GrpcStream(_Call):
 
     # set before the stream has a connection
     _early: List[Tuple[bytes, bool]]
-
-
-class Channel:
-    """Connections to a set of etcd endpoints, and the one path every call goes through.
-
-    :param endpoints: client URLs; connections go to the first that answers, in order.
-    :param clock: the reactor (time and TCP).
-    :param max_attempts: how many times one call may be started (retries of reads, and of
-        writes that certainly never reached the server).
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        endpoints: Sequence[str],
-        reactor: Any,
-        *,
-        connect_timeout: float = 5.0,
-        keepalive_interval: Optional[float] = 10.0,
-        keepalive_timeout: float = 10.0,
-        max_attempts: int = 3,
-        endpoint_factory: Optional[Callable[[Any, Endpoint], IStreamClientEndpoint]] = None,
-    ) -> None:
-        self.endpoints = [parse_endpoint(u) for u in endpoints]
-        if not self.endpoints:
-            raise ValueError("at least one endpoint is needed")
-        self.reactor = reactor
-        self.clock: IReactorTime = reactor
-        self.connect_timeout = connect_timeout
-        self.keepalive_interval = keepalive_interval
-        self.keepalive_timeout = keepalive_timeout
-        self.max_attempts = max_attempts
-        self.endpoint_factory = endpoint_factory or self._default_endpoint
-        self.closed = False
-        self.connection: Optional[H2Connection] = None
-        self.connections: List[H2Connection] = []  # every live connection, for close()
-        self._endpoint_index = 0
-        self._connecting: Optional[Deferred[Any]] = None
-        self._waiters: List[Any] = []
-        self._prefixes: dict[Tuple[int, bytes], bytes] = {}
-        self._lost_waiters: List[Deferred[None]] = []
-        self._rand = random.Random()
-
-    @staticmethod
-    def _default_endpoint(reactor: Any, endpoint: Endpoint) -> IStreamClientEndpoint:
-        return HostnameEndpoint(reactor, endpoint.host, endpoint.port)
-
-    # -- calls ---------------------------------------------------------------------------------
-    def unary(
-        self,
-        path: bytes,
-        payload: bytes,
-        *,
-        timeout: Optional[float],
-        idempotent: bool,
-        metadata: Metadata = (),
-        decode: Callable[[bytes], Any] = bytes,
-    ) -> "Deferred[Any]":
-        """Call a unary method with a serialised request.
-
-        Fires with ``decode(response bytes)`` (the raw bytes by default); a ``decode`` that
-        raises fails the call with :class:`~txetcd.ProtocolViolation`.
-        """
-        if self.closed:
-            return fail(ClientClosed("the client is closed"))
-        call = _UnaryCall(self, path, payload, timeout, idempotent, metadata, decode)
-        self.dispatch(call)
-        return call.deferred
-
-    def stream(
-        self,
-        path: bytes,
-        on_message: Callable[[bytes], None],
-        on_close: Callable[[Optional[BaseException]], None],
-        *,
-        metadata: Metadata = (),
-    ) -> GrpcStream:
-        """Open a streaming call; send with :meth:`GrpcStream.send`. ``on_close`` always fires."""
-        stream = GrpcStream(self, path, on_message, on_close, metadata)
-        stream._early = []
-        if self.closed:
-            self.clock.callLater(0, stream._end, ClientClosed("the client is closed"))
-        else:
-            self.dispatch(stream)
-        return stream
-
-    def dispatch(self, call: Any) -> bool:
-        """Start ``call`` on the current connection, or queue it until one is made."""
-        if self.closed:
-            call.fail_to_connect(ClientClosed("the client is closed"))
-            return False
-        conn = self.connection
-        if conn is not None and conn.accepting:
-            self._start(conn, call)
-        else:
-            self._waiters.append(call)
-            self._connect()
-        return True
-
-    def _start(self, conn: H2Connection, call: Any) -> None:
-        key = (id(conn), call.path)
-        prefix = self._prefixes.get(key)
-        if prefix is None:
-            prefix = self._prefixes[key] = _request_prefix(conn.endpoint, call.path)  # type: ignore[attr-defined]
-        if isinstance(call, _UnaryCall):
-            if call.attempts:
-                call._restart()
-            call.attempts += 1
-            data = b"\x00" + len(call.payload).to_bytes(4, "big") + call.payload
-            conn.start_stream(call, call.header_block(prefix), data, True)
-        else:
-            early, call._early = call._early, []
-            local_closed = call.local_closed
-            call.local_closed = False
-            first = early[0] if early else (b"", False)
-            conn.start_stream(call, call.header_block(prefix), first[0], first[1])
-            for frame, end in early[1:]:
-                if not call.closed:
-                    conn._send_data(call, frame, end)
-            if local_closed and not call.local_closed and not call.closed:
-                conn._send_data(call, b"", True)
-
-    def _forget_waiter(self, call: Any) -> None:
-        try:
-            self._waiters.remove(call)
-        except ValueError:
-            pass
-
-    # -- connections ---------------------------------------------------------------------------
-    def _connect(self) -> None:
-        if self._connecting is not None or self.closed:
-            return
-        self._try_endpoints(0, [])
-
-    def _try_endpoints(self, tried: int, errors: List[str]) -> None:
-        if tried >= len(self.endpoints):
-            self._connecting = None
-            waiters, self._waiters = self._waiters, []
-            err = ConnectionFailed("could not connect to etcd: " + "; ".join(errors))
-            for call in waiters:
-                call.fail_to_connect(err)
-            return
-        endpoint = self.endpoints[self._endpoint_index % len(self.endpoints)]
-        factory = Factory.forProtocol(lambda: self._make_protocol(endpoint))
-        d = self.endpoint_factory(self.reactor, endpoint).connect(factory)
-        d.addTimeout(self.connect_timeout, self.clock)
-        self._connecting = d
-
-        def connected(conn: H2Connection) -> None:
-            self._connecting = None
-            if self.closed:
-                conn.close("the client is closed")
-                return
-            self.connection = conn
-            waiters, self._waiters = self._waiters, []
-            for call in waiters:
-                self.dispatch(call)
-
-        def failed(f: Failure) -> None:
-            self._connecting = None
-            if self.closed:
-                return
-            self._endpoint_index += 1
-            timed_out = isinstance(f.value, CancelledError)
-            why = "connect timed out" if timed_out else f.getErrorMessage()
-            errors.append(f"{endpoint.url}: {why}")
-            self._try_endpoints(tried + 1, errors)
-
-        d.addCallbacks(connected, failed)
-
-    def _make_protocol(self, endpoint: Endpoint) -> H2Connection:
-        conn = H2Connection(
-            self.clock,
-            keepalive_interval=self.keepalive_interval,
-            keepalive_timeout=self.keepalive_timeout,
-            on_lost=self._connection_lost,
-            on_goaway=self._connection_going_away,
-        )
-        conn.endpoint = endpoint  # type: ignore[attr-defined]
-        self.connections.append(conn)
-        return conn
-
-    def _connection_going_away(self, conn: H2Connection) -> None:
-        if self.connection is conn:
-            self.connection = None
-
-    def _connection_lost(self, conn: H2Connection, reason: ConnectionClosed) -> None:
-        if self.connection is conn:
-            self.connection = None
-        if conn in self.connections:
-            self.connections.remove(conn)
-        for key in [k for k in self._prefixes if k[0] == id(conn)]:
-            del self._prefixes[key]
-        if not self.connections and self._lost_waiters:
-            waiters, self._lost_waiters = self._lost_waiters, []
-            for d in waiters:
-                d.callback(None)
-
-    def close(self) -> "Deferred[None]":
-        """Close every connection; pending calls fail with :class:`ClientClosed`.
-
-        The Deferred fires once every connection is gone (no transport, no timer left).
-        """
-        self.closed = True
-        if self._connecting is not None:
-            self._connecting.cancel()
-        waiters, self._waiters = self._waiters, []
-        for call in waiters:
-            call.fail_to_connect(ClientClosed("the client is closed"))
-        if not self.connections:
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._lost_waiters.append(d)
-        for conn in list(self.connections):
-            conn.close("the client is closed")
-        return d
-
-
-# Re-exported for callers that map exceptions.
-_ = (Internal, Unauthenticated, Unimplemented, PermissionDenied, Cancelled)

@@ -41,7 +41,8 @@ from txetcd._proto import rpc_pb2
 from txetcd._types import ResponseHeader
 
 if TYPE_CHECKING:
-    from txetcd._grpc import Channel, GrpcStream
+    from txetcd._channel import Channel
+    from txetcd._grpc import GrpcStream
 
 __all__ = [
     "KeepAlive",

@@ -25,7 +25,7 @@ from txetcd._types import ResponseHeader
 if TYPE_CHECKING:
     from typing import TypeVar
 
-    from txetcd._grpc import Channel
+    from txetcd._channel import Channel
 
     T = TypeVar("T")
 

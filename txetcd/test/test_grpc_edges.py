@@ -1,4 +1,4 @@
-"""The gRPC call path (:class:`txetcd._grpc.Channel`) against an HTTP/2 server that misbehaves
+"""The gRPC call path (:class:`txetcd._channel.Channel`) against an HTTP/2 server that misbehaves
 on purpose (:mod:`txetcd.test.h2server`), over real loopback TCP.
 
 Each test scripts the server for one edge case: error statuses, GOAWAY and resets with calls in
@@ -24,8 +24,12 @@ from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 import txetcd
-from txetcd._grpc import Channel, Endpoint, GrpcStream
-from txetcd._http2 import CANCEL, MAX_STREAM_ID
+from txetcd._channel import Channel, Endpoint
+from txetcd._grpc import GrpcStream
+from txetcd._h2frames import (
+    CANCEL,
+    MAX_STREAM_ID,
+)
 from txetcd.test.h2server import (
     GrpcServer,
     ServerCall,

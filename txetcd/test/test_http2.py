@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from txetcd._http2 import (
+from txetcd._h2frames import (
     CANCEL,
     CONTINUATION,
     DATA,
@@ -44,8 +44,6 @@ from txetcd._http2 import (
     WINDOW_UPDATE,
     ConnectionClosed,
     FrameReader,
-    H2Connection,
-    H2Stream,
     ProtocolError,
     StreamNotProcessed,
     encode_int,
@@ -53,6 +51,10 @@ from txetcd._http2 import (
     encode_literal_indexed_name,
     frame,
     iter_frames,
+)
+from txetcd._http2 import (
+    H2Connection,
+    H2Stream,
 )
 
 Frame = tuple[int, int, int, bytes]
@@ -822,16 +824,17 @@ def test_data_on_stream_zero_and_window_overflow_are_connection_errors() -> None
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    from txetcd import _http2 as h
+    from txetcd import _h2frames as h
+    from txetcd._http2 import H2Connection, H2Stream
 
     for bad in (
         h.frame(h.DATA, 0, 0, b"x"),
         h.frame(h.SETTINGS, 0, 0, h._SETTING.pack(h.SETTINGS_INITIAL_WINDOW_SIZE, h.MAX_WINDOW)),
     ):
-        conn = h.H2Connection(Clock(), keepalive_interval=None)
+        conn = H2Connection(Clock(), keepalive_interval=None)
         transport = StringTransport()
         conn.makeConnection(transport)
-        stream = h.H2Stream()
+        stream = H2Stream()
         conn.start_stream(stream, b"\x83")
         stream.send_window = h.MAX_WINDOW - 10  # as if the peer had granted almost all
         transport.clear()
