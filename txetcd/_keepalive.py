@@ -15,12 +15,10 @@ answer (:class:`LeaseKeepAliveTimeout`), or when the client is closed (:class:`L
 from __future__ import annotations
 
 import random
-from collections import deque
 from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
-    Deque,
     Dict,
     Generic,
     List,
@@ -192,6 +190,22 @@ def retry_interval(ttl: Optional[int]) -> float:
 class _Kept:
     """The loop's state for one lease ID (shared by every :class:`KeepAlive` of that lease)."""
 
+    __slots__ = (
+        "hub",
+        "id",
+        "request",
+        "ttl",
+        "deadline",
+        "last_refresh",
+        "last_reply",
+        "next_refresh",
+        "due",
+        "last_attempt",
+        "sent",
+        "timer",
+        "handles",
+    )
+
     def __init__(self, hub: "_KeepAliveHub", lease_id: int, ttl: Optional[int], now: float) -> None:
         self.hub = hub
         self.id = lease_id
@@ -204,20 +218,24 @@ class _Kept:
         self.next_refresh = now
         self.due = True  # a refresh is wanted and not yet answered
         self.last_attempt = now
-        self.sent: Deque[float] = deque()  # send times of unanswered refreshes on this stream
+        # Send times of unanswered refreshes on this stream: rarely more than one, so a list
+        # (an empty deque costs ten times an empty list, and there is one per kept lease).
+        self.sent: List[float] = []
         self.timer: Optional[IDelayedCall] = None
         self.handles: List[KeepAlive] = []
 
     def arm(self) -> None:
         """(Re)schedule the one timer: next refresh, retry, or deadline, whichever is first."""
         clock = self.hub.clock
-        if self.timer is not None and self.timer.active():
-            self.timer.cancel()
         if self.due:
             at = min(self.last_attempt + retry_interval(self.ttl), self.deadline)
         else:
             at = min(self.next_refresh, self.deadline)
-        self.timer = clock.callLater(max(at - clock.seconds(), 0.0), self.fire)
+        delay = max(at - clock.seconds(), 0.0)
+        if self.timer is not None and self.timer.active():
+            self.timer.reset(delay)  # cheaper than cancel + a new call: no dead entry in the heap
+        else:
+            self.timer = clock.callLater(delay, self.fire)
 
     def disarm(self) -> None:
         if self.timer is not None and self.timer.active():
@@ -246,7 +264,7 @@ class _Kept:
             self.hub.retry(self)
 
     def answered(self, resp: Any, now: float) -> None:
-        sent = self.sent.popleft() if self.sent else now
+        sent = self.sent.pop(0) if self.sent else now
         if resp.TTL <= 0:
             self.hub.lose(
                 self,
