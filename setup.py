@@ -30,6 +30,7 @@ setup(
         "treq>=22.1",
         "protobuf>=4.21",
         "hpack>=4.0",
+        "httptools>=0.6",
     ],
     extras_require={
         "test": [

@@ -115,7 +115,13 @@ class ClientClosed(ClientError):
 
 
 class ConnectionFailed(ClientError, ConnectionError):
-    """No connection to etcd could be made or kept (refused, reset, unreachable)."""
+    """No connection to etcd could be made or kept (refused, reset, unreachable).
+
+    ``maybe_sent`` is True when a (read) request had been written before the connection broke,
+    so the server may have seen it; False when it certainly never left.
+    """
+
+    maybe_sent = False
 
 
 class OutcomeUnknown(ClientError):
