@@ -81,7 +81,7 @@ from txetcd.v2 import (
 )
 
 #: any character but a lone surrogate (not text; refused, see test_any_text_key_...)
-CHARS = st.characters(exclude_categories=("Cs",))
+CHARS = st.characters(exclude_categories=["Cs"])
 HOSTILE = " ?#%+&;=:@,/\x00\t\r\n'\"<>\\^`{|}~€é鍵🔑\u200b\ufeff"
 
 # ============================================================================================
