@@ -8,11 +8,12 @@ values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yiel
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union, cast
 
 from twisted.internet.defer import Deferred
 
 from txetcd._channel import Channel
+from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
     NOT_GIVEN,
     check_bool,
@@ -75,6 +76,13 @@ class Client(LeaseMethods):
 
     ``client.timeout`` is the default deadline and ``client.reactor`` the reactor in use.
 
+    :param transport: ``"grpc"`` (the default: gRPC on txetcd's own HTTP/2 layer) or
+        ``"gateway"`` (etcd's JSON gateway over HTTP/1.1, for proxies and load balancers that
+        only speak HTTP/1.1; KV, txn and lease calls today, no watches or keepalive loops yet).
+    :param http_client: with ``transport="gateway"``: the HTTP/1.1 client to use, a treq
+        ``HTTPClient`` or any ``IAgent`` (custom TLS, proxies, ``treq.testing.StubTreq``'s agent),
+        or one of txetcd's own; by default a lean keep-alive pool.
+
     Reads (gets, read-only txns) whose connection breaks are sent again on a new connection.
     Writes are sent again only when they certainly never reached the server; otherwise they fail
     with :class:`~txetcd.OutcomeUnknown` and the caller decides.
@@ -89,6 +97,8 @@ class Client(LeaseMethods):
         connect_timeout: float = 5.0,
         keepalive_interval: Optional[float] = 10.0,
         keepalive_timeout: float = 10.0,
+        transport: str = "grpc",
+        http_client: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -101,13 +111,23 @@ class Client(LeaseMethods):
             raise ValueError(
                 "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
             )
-        self._channel = Channel(
-            list(endpoints),
-            reactor,
-            connect_timeout=connect_timeout,
-            keepalive_interval=keepalive_interval,
-            keepalive_timeout=keepalive_timeout,
-        )
+        if transport == "grpc":
+            if http_client is not None:
+                raise TypeError("http_client is for transport='gateway'")
+            self._channel = Channel(
+                list(endpoints),
+                reactor,
+                connect_timeout=connect_timeout,
+                keepalive_interval=keepalive_interval,
+                keepalive_timeout=keepalive_timeout,
+            )
+        elif transport == "gateway":
+            http = _http_client(http_client, reactor, connect_timeout)
+            # Duck-typed stand-in for Channel (unary calls; no streams yet).
+            self._channel = cast(Channel, GatewayChannel(list(endpoints), reactor, http))
+        else:
+            raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
+        self.transport = transport
         self.reactor = reactor
         self._watch_hub: Optional[WatchHub] = None
 
@@ -388,3 +408,15 @@ class Client(LeaseMethods):
             self._watch_hub.close()
         self._lease_hub_close()
         return self._channel.close()
+
+
+def _http_client(given: Any, reactor: Any, connect_timeout: float) -> Any:
+    """The HTTP/1.1 client for the gateway: ours, a wrapped treq client or agent, or a pool."""
+    from txetcd._http1 import PoolClient
+    from txetcd._http1_treq import TreqClient
+
+    if given is None:
+        return PoolClient(reactor, connect_timeout=connect_timeout)
+    if isinstance(given, (PoolClient, TreqClient)):
+        return given
+    return TreqClient(given, reactor, connect_timeout=connect_timeout)

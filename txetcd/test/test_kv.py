@@ -24,6 +24,7 @@ from txetcd import (
     SortTarget,
 )
 from txetcd._proto import rpc_pb2
+from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
 
 
 async def grant_lease(client: Client, ttl: int = 60) -> int:

@@ -26,6 +26,7 @@ from txetcd import (
     Value,
     Version,
 )
+from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
 from txetcd.test.test_kv import grant_lease
 
 

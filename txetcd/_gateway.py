@@ -1,0 +1,206 @@
+"""The same calls over etcd's JSON gateway (HTTP/1.1), for where HTTP/2 cannot go.
+
+:class:`GatewayChannel` stands in for :class:`~txetcd._channel.Channel`: it takes the same
+serialised protobuf request a gRPC call would send, maps it with protobuf's JSON mapping
+(proto field names, int64 as strings, bytes as base64, enums by name) to the gateway path of
+that method (one table, :data:`ROUTES`), POSTs it through an HTTP/1.1 client
+(:mod:`txetcd._http1`: the lean pool, or treq with any agent), and hands back the answer
+serialised as protobuf, so the client decodes it exactly as for gRPC. Errors are translated by
+the gRPC ``code`` in the gateway's ``{"error", "code", "message"}`` body (never by HTTP status,
+which differs between etcd 3.4 and 3.5).
+
+The retry rule is the gRPC transport's: a read whose connection broke after it was sent is sent
+again (to the next endpoint, up to ``max_attempts``); a write is sent again only when it never
+left; otherwise :class:`~txetcd.OutcomeUnknown`.
+
+Streams (watch, lease keepalive loop) do not run on this transport yet.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from google.protobuf import json_format
+from twisted.internet.defer import Deferred, fail
+
+from txetcd._channel import Endpoint, parse_endpoint
+from txetcd._errors import (
+    ClientClosed,
+    ConnectionFailed,
+    EtcdError,
+    ProtocolViolation,
+    Unimplemented,
+    error_from_status,
+)
+from txetcd._http1 import HTTP1Client, HTTPResponse
+from txetcd._proto import rpc_pb2
+
+__all__ = ["GatewayChannel", "ROUTES"]
+
+#: gRPC method path -> (gateway path, request message, response message)
+ROUTES: Dict[bytes, Tuple[str, Any, Any]] = {
+    b"/etcdserverpb.KV/Range": ("/v3/kv/range", rpc_pb2.RangeRequest, rpc_pb2.RangeResponse),
+    b"/etcdserverpb.KV/Put": ("/v3/kv/put", rpc_pb2.PutRequest, rpc_pb2.PutResponse),
+    b"/etcdserverpb.KV/DeleteRange": (
+        "/v3/kv/deleterange",
+        rpc_pb2.DeleteRangeRequest,
+        rpc_pb2.DeleteRangeResponse,
+    ),
+    b"/etcdserverpb.KV/Txn": ("/v3/kv/txn", rpc_pb2.TxnRequest, rpc_pb2.TxnResponse),
+    b"/etcdserverpb.KV/Compact": (
+        "/v3/kv/compaction",
+        rpc_pb2.CompactionRequest,
+        rpc_pb2.CompactionResponse,
+    ),
+    b"/etcdserverpb.Lease/LeaseGrant": (
+        "/v3/lease/grant",
+        rpc_pb2.LeaseGrantRequest,
+        rpc_pb2.LeaseGrantResponse,
+    ),
+    b"/etcdserverpb.Lease/LeaseRevoke": (
+        "/v3/lease/revoke",
+        rpc_pb2.LeaseRevokeRequest,
+        rpc_pb2.LeaseRevokeResponse,
+    ),
+    b"/etcdserverpb.Lease/LeaseTimeToLive": (
+        "/v3/lease/timetolive",
+        rpc_pb2.LeaseTimeToLiveRequest,
+        rpc_pb2.LeaseTimeToLiveResponse,
+    ),
+    b"/etcdserverpb.Lease/LeaseLeases": (
+        "/v3/lease/leases",
+        rpc_pb2.LeaseLeasesRequest,
+        rpc_pb2.LeaseLeasesResponse,
+    ),
+}
+
+_JSON = ((b"content-type", b"application/json"),)
+
+
+def to_json(message: Any) -> bytes:
+    """A protobuf message as the gateway wants it (proto names, defaults left out)."""
+    text: str = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
+    return text.encode("utf-8")
+
+
+def from_json(body: bytes, response_type: Any) -> Any:
+    """The gateway's JSON answer as a protobuf message (unknown fields are ignored)."""
+    return json_format.Parse(body, response_type(), ignore_unknown_fields=True)
+
+
+def gateway_error(response: HTTPResponse, *, mutation: bool) -> EtcdError:
+    """The error a non-200 gateway answer stands for, by its gRPC ``code``."""
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("code"), int):
+        message = data.get("message") or data.get("error") or ""
+        return error_from_status(data["code"], str(message), mutation=mutation)
+    text = response.body.decode("utf-8", "replace").strip()
+    if response.status == 404:
+        return Unimplemented(f"the gateway has no such route ({text})", code=12)
+    return ProtocolViolation(f"HTTP {response.status} from the gateway: {text[:200]}")
+
+
+class GatewayChannel:
+    """Unary calls over the JSON gateway, through one HTTP/1.1 client.
+
+    :param endpoints: client URLs, tried in order (a read whose connection broke goes to the
+        next one).
+    :param http: the HTTP/1.1 client (:class:`txetcd._http1.PoolClient`, or
+        :class:`txetcd._http1_treq.TreqClient` wrapping any treq ``HTTPClient`` or ``IAgent``).
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        reactor: Any,
+        http: HTTP1Client,
+        *,
+        max_attempts: int = 3,
+    ) -> None:
+        self.endpoints: List[Endpoint] = [parse_endpoint(u) for u in endpoints]
+        if not self.endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.reactor = reactor
+        self.clock = reactor
+        self.http = http
+        self.max_attempts = max_attempts
+        self.closed = False
+        self._index = 0
+
+    def unary(
+        self,
+        path: bytes,
+        payload: bytes,
+        *,
+        timeout: Optional[float],
+        idempotent: bool,
+        metadata: Sequence[Tuple[bytes, bytes]] = (),
+        decode: Callable[[bytes], Any] = bytes,
+    ) -> "Deferred[Any]":
+        """Send one call's serialised request; fires with ``decode`` of the serialised answer."""
+        if self.closed:
+            return fail(ClientClosed("the client is closed"))
+        route = ROUTES.get(path)
+        if route is None:
+            return fail(
+                Unimplemented(f"{path.decode()} is not available over the JSON gateway", code=12)
+            )
+        gateway_path, request_type, response_type = route
+        body = to_json(request_type.FromString(payload))
+        headers = (
+            _JSON
+            + tuple((b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token")
+            + tuple((b"authorization", v) for k, v in metadata if k == b"token")
+        )
+        result: Deferred[Any] = Deferred()
+
+        def attempt(n: int) -> None:
+            endpoint = self.endpoints[self._index % len(self.endpoints)]
+            d = self.http.request(
+                b"POST",
+                endpoint.url.rstrip("/") + gateway_path,
+                headers=headers,
+                body=body,
+                timeout=timeout,
+                idempotent=idempotent,
+            )
+            d.addCallbacks(answered, failed, errbackArgs=(n,))
+
+        def answered(response: HTTPResponse) -> None:
+            if response.status != 200:
+                result.errback(gateway_error(response, mutation=not idempotent))
+                return
+            try:
+                value = decode(from_json(response.body, response_type).SerializeToString())
+            except Exception as e:
+                result.errback(ProtocolViolation(f"could not decode the gateway's answer: {e!r}"))
+                return
+            result.callback(value)
+
+        def failed(failure: Any, n: int) -> None:
+            err = failure.value
+            if isinstance(err, ConnectionFailed) and not self.closed and n < self.max_attempts:
+                # Not sent at all, or a read: safe to send again, on the next endpoint.
+                self._index += 1
+                attempt(n + 1)
+                return
+            result.errback(failure)
+
+        attempt(1)
+        return result
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        """Streams (watch, keepalive) are not available on this transport yet."""
+        raise NotImplementedError(
+            "watches and lease keepalive loops do not run over the JSON gateway yet; "
+            "use the default gRPC transport"
+        )
+
+    def close(self) -> "Deferred[None]":
+        """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""
+        self.closed = True
+        return self.http.close()
