@@ -7,12 +7,14 @@ everything again.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from twisted.internet import defer, task
+from twisted.internet.defer import Deferred
 
 from txetcd._client import Client
 from txetcd._errors import EtcdError, RevisionCompacted
+from txetcd._session import Session
 from txetcd._txn import CreateRevision, Get, Put, Value
 from txetcd._types import KeyValue, PutResult, RangeResult
 
@@ -75,6 +77,48 @@ async def tour(client: Client, say: Callable[[str], None]) -> None:
         say(f"{what:<40}-> {type(e).__name__}: {e}")
     d = await client.delete_prefix(b"demo/", prev_kv=True)
     say(f"delete_prefix demo/                     -> {d.deleted} keys deleted")
+
+    # A watch, and what happens when its connection breaks: it resumes where it was.
+    seen: List[str] = []
+    watch = client.watch(
+        b"demo/live/",
+        prefix=True,
+        callback=lambda batch: seen.extend(
+            f"{e.type.name} {e.key.decode()}={e.value.decode()}@{batch.revision}"
+            for e in batch.events
+        ),
+    )
+    await watch.created
+    await client.put(b"demo/live/a", b"1")
+    conn = client._channel.connection
+    if conn is not None and conn.transport is not None:
+        conn.transport.abortConnection()  # type: ignore[attr-defined]  # a connection reset
+        await _sleep(client, 0.05)
+    await client.put(b"demo/live/a", b"2")
+    await client.delete(b"demo/live/a")
+    for _ in range(100):
+        if len(seen) >= 3:
+            break
+        await _sleep(client, 0.02)
+    say(f"{'watch demo/live/ across a reset':<40}-> {'; '.join(seen)}")
+    watch.cancel()
+
+    # A session: a lease kept alive while we run; keys on it go when it is closed.
+    async with Session(client, ttl=5) as session:
+        lease = session.lease_id
+        assert lease is not None
+        await client.put(b"demo/presence/me", b"here", lease=lease)
+        ttl = (await client.time_to_live(lease)).ttl
+        what = f"session lease {lease:x}"
+        say(f"{what:<40}-> TTL {ttl} s; demo/presence/me is on it")
+    gone = (await client.get(b"demo/presence/me")).kvs == ()
+    say(f"{'session closed':<40}-> lease revoked, key gone: {gone}")
+
+
+def _sleep(client: Client, seconds: float) -> "Deferred[None]":
+    from twisted.internet.task import deferLater
+
+    return deferLater(client.reactor, seconds, lambda: None)
 
 
 async def _main(reactor: Any, endpoint: Optional[str]) -> None:

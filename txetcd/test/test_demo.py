@@ -24,4 +24,8 @@ def test_demo_command_runs_its_own_etcd() -> None:
     assert "create-if-absent twice                  -> first True, second False" in text
     assert "RevisionCompacted" in text
     assert "3 keys deleted" in text
+    # the watch saw every change exactly once across a connection reset
+    assert "PUT demo/live/a=1@" in text and "PUT demo/live/a=2@" in text
+    assert "DELETE demo/live/a=@" in text and text.count("demo/live/a=2@") == 1
+    assert "lease revoked, key gone: True" in text
     assert "etcd stopped and its data removed" in text
