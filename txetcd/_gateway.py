@@ -76,6 +76,7 @@ ROUTES: Dict[bytes, Tuple[str, Any, Any]] = {
 }
 
 _JSON = ((b"content-type", b"application/json"),)
+_WATCH = b"/etcdserverpb.Watch/Watch"
 
 
 def to_json(message: Any) -> bytes:
@@ -193,14 +194,141 @@ class GatewayChannel:
         attempt(1)
         return result
 
-    def stream(self, *args: Any, **kwargs: Any) -> Any:
-        """Streams (watch, keepalive) are not available on this transport yet."""
-        raise NotImplementedError(
-            "watches and lease keepalive loops do not run over the JSON gateway yet; "
-            "use the default gRPC transport"
-        )
+    #: one request body per stream: nothing can be added once it is sent (see etcd-api 5.6)
+    half_duplex = True
+
+    def stream(
+        self,
+        path: bytes,
+        on_message: Callable[[bytes], None],
+        on_close: Callable[[Optional[BaseException]], None],
+        *,
+        metadata: Sequence[Tuple[bytes, bytes]] = (),
+    ) -> "GatewayStream":
+        """A watch stream over the gateway: one HTTP request, all its requests in one body."""
+        if path != _WATCH:
+            raise NotImplementedError(
+                f"{path.decode()} does not run over the JSON gateway yet (lease keepalive loops "
+                "need the default gRPC transport)"
+            )
+        return GatewayStream(self, on_message, on_close, metadata)
 
     def close(self) -> "Deferred[None]":
         """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""
         self.closed = True
         return self.http.close()
+
+
+class GatewayStream:
+    """A watch stream on the gateway, shaped like :class:`~txetcd._grpc.GrpcStream`.
+
+    Messages sent in the same reactor turn as the stream was made form the request body (the
+    gateway answers nothing until the body is complete, and takes nothing after it); each JSON
+    line of the answer is handed on as the serialised protobuf ``WatchResponse`` a gRPC stream
+    would deliver. :meth:`cancel` closes the connection; there is no flow control to pause.
+    """
+
+    duplex = False
+    paused = False
+
+    def __init__(
+        self,
+        channel: GatewayChannel,
+        on_message: Callable[[bytes], None],
+        on_close: Callable[[Optional[BaseException]], None],
+        metadata: Sequence[Tuple[bytes, bytes]],
+    ) -> None:
+        self.channel = channel
+        self.on_message = on_message
+        self.on_close = on_close
+        self.metadata = metadata
+        self.ended = False
+        self._body: List[bytes] = []
+        self._handle: Any = None
+        self._start_call = channel.clock.callLater(0, self._start)
+
+    def send(self, message: bytes, end: bool = False) -> bool:
+        """Add a request to the body; once the request has gone, nothing more can be sent."""
+        if self._handle is not None or self.ended:
+            raise RuntimeError("a gateway stream takes no more requests once it has started")
+        self._body.append(to_json(rpc_pb2.WatchRequest.FromString(message)))
+        return True
+
+    def pause(self) -> None:
+        """No-op: HTTP/1.1 gives no per-stream window to hold back."""
+
+    def resume(self) -> None:
+        """No-op (see :meth:`pause`)."""
+
+    def cancel(self) -> None:
+        """Close the stream's connection; ``on_close`` gets ``CancelledError``."""
+        from twisted.internet.defer import CancelledError
+
+        if self._start_call.active():
+            self._start_call.cancel()
+        if self._handle is not None:
+            self._handle.cancel()
+        self._end(CancelledError())
+
+    def _start(self) -> None:
+        if self.ended:
+            return
+        channel = self.channel
+        if channel.closed:
+            self._end(ClientClosed("the client is closed"))
+            return
+        endpoint = channel.endpoints[channel._index % len(channel.endpoints)]
+        headers = _JSON + tuple(
+            (b"grpc-metadata-" + k, v) for k, v in self.metadata if k != b"token"
+        )
+        self._handle = channel.http.stream(
+            b"POST",
+            endpoint.url.rstrip("/") + "/v3/watch",
+            headers=headers,
+            body=b"\n".join(self._body),
+            on_line=self._line,
+        )
+        self._handle.done.addCallbacks(self._done, self._failed)
+
+    def _line(self, line: bytes) -> None:
+        if self.ended or not line.strip():
+            return
+        data = json.loads(line)
+        if "result" in data:
+            msg = json_format.ParseDict(
+                data["result"], rpc_pb2.WatchResponse(), ignore_unknown_fields=True
+            )
+            self.on_message(msg.SerializeToString())
+        elif isinstance(data.get("error"), dict):
+            err = data["error"]
+            self._end(error_from_status(int(err.get("grpc_code", 2)), str(err.get("message", ""))))
+            if self._handle is not None:
+                self._handle.cancel()
+
+    def _done(self, status: object) -> None:
+        self._end(ConnectionFailed("the gateway ended the watch stream"))
+
+    def _failed(self, failure: Any) -> None:
+        err = failure.value
+        response = getattr(err, "response", None)
+        if isinstance(response, HTTPResponse):
+            try:
+                data = json.loads(response.body)
+            except ValueError:
+                data = None
+            inner = data.get("error") if isinstance(data, dict) else None
+            if isinstance(inner, dict):
+                err = error_from_status(
+                    int(inner.get("grpc_code", 2)), str(inner.get("message", ""))
+                )
+            else:
+                err = gateway_error(response, mutation=False)
+        elif not isinstance(err, EtcdError):
+            err = ConnectionFailed(f"the gateway watch stream broke: {err!r}")
+        self._end(err)
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.on_close(error)

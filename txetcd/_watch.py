@@ -330,7 +330,7 @@ class _WatchStream:
     def remove(self, watch: Watch) -> None:
         if self.watches.get(watch._watch_id) is watch:
             del self.watches[watch._watch_id]
-            if not self.dead:
+            if not self.dead and getattr(self.grpc, "duplex", True):
                 cancel = _WatchRequest(cancel_request=_CancelRequest(watch_id=watch._watch_id))
                 self.grpc.send(cancel.SerializeToString())
         watch._stream = None
@@ -429,6 +429,8 @@ class WatchHub:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.streams: Dict[bool, _WatchStream] = {}
+        #: on a half-duplex channel (the JSON gateway) every watch has a stream of its own
+        self.solo: List[_WatchStream] = []
         self.waiting: List[Watch] = []  # to be re-created once the backoff timer fires
         self.timer: Optional[IDelayedCall] = None
         self.failures = 0
@@ -487,6 +489,11 @@ class WatchHub:
                 stream.grpc.send(_PROGRESS)
 
     def _attach(self, watch: Watch) -> None:
+        if getattr(self.channel, "half_duplex", False):
+            solo = _WatchStream(self, watch.require_leader)
+            self.solo.append(solo)
+            solo.add(watch)
+            return
         stream = self.streams.get(watch.require_leader)
         if stream is None or stream.dead:
             stream = self.streams[watch.require_leader] = _WatchStream(self, watch.require_leader)
@@ -518,6 +525,8 @@ class WatchHub:
     ) -> None:
         if self.streams.get(stream.require_leader) is stream:
             del self.streams[stream.require_leader]
+        if stream in self.solo:
+            self.solo.remove(stream)
         if not expected:
             self.last_error = error
         orphans = [w for w in stream.watches.values() if not w.ended]
@@ -566,14 +575,16 @@ class WatchHub:
             self.timer.cancel()
         self.timer = None
         watches = list(self.waiting)
-        for stream in list(self.streams.values()):
+        streams = list(self.streams.values()) + list(self.solo)
+        for stream in streams:
             watches.extend(stream.watches.values())
         for watch in watches:
             watch._finish(None)
-        for stream in list(self.streams.values()):
+        for stream in streams:
             if not stream.dead:
                 stream.close()
         self.streams.clear()
+        self.solo.clear()
         return succeed(None)
 
 
