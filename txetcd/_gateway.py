@@ -73,10 +73,20 @@ ROUTES: Dict[bytes, Tuple[str, Any, Any]] = {
         rpc_pb2.LeaseLeasesRequest,
         rpc_pb2.LeaseLeasesResponse,
     ),
+    # a stream on gRPC; one complete body gets one answer line per request on the gateway
+    b"/etcdserverpb.Lease/LeaseKeepAlive": (
+        "/v3/lease/keepalive",
+        rpc_pb2.LeaseKeepAliveRequest,
+        rpc_pb2.LeaseKeepAliveResponse,
+    ),
 }
+
+#: methods whose gateway answer is stream lines (``{"result": ...}``), not one object
+_LINES = frozenset({b"/etcdserverpb.Lease/LeaseKeepAlive"})
 
 _JSON = ((b"content-type", b"application/json"),)
 _WATCH = b"/etcdserverpb.Watch/Watch"
+_KEEPALIVE = b"/etcdserverpb.Lease/LeaseKeepAlive"
 
 
 def to_json(message: Any) -> bytes:
@@ -176,7 +186,19 @@ class GatewayChannel:
                 result.errback(gateway_error(response, mutation=not idempotent))
                 return
             try:
-                value = decode(from_json(response.body, response_type).SerializeToString())
+                if path in _LINES:
+                    results = _result_lines(response.body)
+                    if not results:
+                        raise ValueError("no result line")
+                    message = json_format.ParseDict(
+                        results[0], response_type(), ignore_unknown_fields=True
+                    )
+                else:
+                    message = from_json(response.body, response_type)
+                value = decode(message.SerializeToString())
+            except EtcdError as e:
+                result.errback(e)
+                return
             except Exception as e:
                 result.errback(ProtocolViolation(f"could not decode the gateway's answer: {e!r}"))
                 return
@@ -204,14 +226,19 @@ class GatewayChannel:
         on_close: Callable[[Optional[BaseException]], None],
         *,
         metadata: Sequence[Tuple[bytes, bytes]] = (),
-    ) -> "GatewayStream":
-        """A watch stream over the gateway: one HTTP request, all its requests in one body."""
-        if path != _WATCH:
-            raise NotImplementedError(
-                f"{path.decode()} does not run over the JSON gateway yet (lease keepalive loops "
-                "need the default gRPC transport)"
-            )
-        return GatewayStream(self, on_message, on_close, metadata)
+    ) -> Any:
+        """A stream over the gateway.
+
+        A watch is one HTTP request whose body holds all its requests (:class:`GatewayStream`);
+        a lease keepalive stream sends each message as a request of its own and hands on the
+        answers (:class:`GatewayKeepAliveStream`), since the gateway answers a keepalive body
+        only once it is complete.
+        """
+        if path == _WATCH:
+            return GatewayStream(self, on_message, on_close, metadata)
+        if path == _KEEPALIVE:
+            return GatewayKeepAliveStream(self, on_message, on_close, metadata)
+        raise NotImplementedError(f"{path.decode()} does not run over the JSON gateway")
 
     def close(self) -> "Deferred[None]":
         """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""
@@ -326,6 +353,125 @@ class GatewayStream:
         elif not isinstance(err, EtcdError):
             err = ConnectionFailed(f"the gateway watch stream broke: {err!r}")
         self._end(err)
+
+    def _end(self, error: Optional[BaseException]) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.on_close(error)
+
+
+def _result_lines(body: bytes) -> List[Any]:
+    """The ``{"result": ...}`` objects of a gateway stream body; raises on an error line."""
+    out = []
+    for line in body.split(b"\n"):
+        if not line.strip():
+            continue
+        data = json.loads(line)
+        if "result" in data:
+            out.append(data["result"])
+        elif isinstance(data.get("error"), dict):
+            err = data["error"]
+            raise error_from_status(int(err.get("grpc_code", 2)), str(err.get("message", "")))
+    return out
+
+
+class GatewayKeepAliveStream:
+    """A lease keepalive stream on the gateway: every message sent is a POST of its own.
+
+    Shaped like :class:`~txetcd._grpc.GrpcStream`, so the keepalive loop runs unchanged: each
+    answer line comes back through ``on_message`` as a serialised ``LeaseKeepAliveResponse``.
+    A failed request ends the stream (the loop opens another); :meth:`close_send` ends it once
+    the answers in flight are in.
+    """
+
+    duplex = True
+    paused = False
+
+    def __init__(
+        self,
+        channel: GatewayChannel,
+        on_message: Callable[[bytes], None],
+        on_close: Callable[[Optional[BaseException]], None],
+        metadata: Sequence[Tuple[bytes, bytes]],
+    ) -> None:
+        self.channel = channel
+        self.on_message = on_message
+        self.on_close = on_close
+        self.headers = _JSON + tuple(
+            (b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token"
+        )
+        self.ended = False
+        self._closing = False
+        self._pending: List[Deferred[Any]] = []
+
+    def send(self, message: bytes, end: bool = False) -> bool:
+        """POST one keepalive request; its answer comes back through ``on_message``."""
+        if self.ended or self._closing:
+            raise RuntimeError("stream is closed for sending")
+        channel = self.channel
+        endpoint = channel.endpoints[channel._index % len(channel.endpoints)]
+        body = to_json(rpc_pb2.LeaseKeepAliveRequest.FromString(message))
+        d = channel.http.request(
+            b"POST",
+            endpoint.url.rstrip("/") + "/v3/lease/keepalive",
+            headers=self.headers,
+            body=body,
+            timeout=None,
+            idempotent=True,  # a refresh sent twice does no harm
+        )
+        self._pending.append(d)
+        d.addCallbacks(self._answered, self._failed, callbackArgs=(d,), errbackArgs=(d,))
+        if end:
+            self.close_send()
+        return True
+
+    def _answered(self, response: HTTPResponse, d: "Deferred[Any]") -> None:
+        self._pending.remove(d)
+        if self.ended:
+            return
+        try:
+            if response.status != 200:
+                raise gateway_error(response, mutation=False)
+            results = _result_lines(response.body)
+        except Exception as e:
+            self._end(e if isinstance(e, EtcdError) else ProtocolViolation(repr(e)))
+            return
+        for result in results:
+            msg = json_format.ParseDict(
+                result, rpc_pb2.LeaseKeepAliveResponse(), ignore_unknown_fields=True
+            )
+            self.on_message(msg.SerializeToString())
+        if self._closing and not self._pending:
+            self._end(None)
+
+    def _failed(self, failure: Any, d: "Deferred[Any]") -> None:
+        if d in self._pending:
+            self._pending.remove(d)
+        err = failure.value
+        self._end(err if isinstance(err, BaseException) else ConnectionFailed(repr(err)))
+
+    def close_send(self) -> None:
+        """No more requests; the stream ends once the answers in flight are in."""
+        self._closing = True
+        if not self._pending:
+            self._end(None)
+
+    def pause(self) -> None:
+        """No-op: nothing to hold back."""
+
+    def resume(self) -> None:
+        """No-op."""
+
+    def cancel(self) -> None:
+        """Drop the requests in flight; ``on_close`` gets ``CancelledError``."""
+        from twisted.internet.defer import CancelledError
+
+        pending, self._pending = self._pending, []
+        self._end(CancelledError())
+        for d in pending:
+            d.addErrback(lambda _: None)
+            d.cancel()
 
     def _end(self, error: Optional[BaseException]) -> None:
         if self.ended:

@@ -118,11 +118,7 @@ async def test_typed_errors_from_the_gateway(etcd_server: EtcdServer) -> None:
 
         with pytest.raises(TooManyOperations):
             await client.txn([], [Put(b"gw/%d" % i, b"x") for i in range(129)])
-        with pytest.raises(NotImplementedError, match="gateway"):
-            client.keepalive(lease.id)  # the keepalive loop is gRPC-only for now: said at once
-        from txetcd.test.test_faults import txetcd_timers
-
-        assert [c for c in txetcd_timers(reactor()) if "eepalive" in repr(c.func)] == []
+        await client.revoke(lease.id)
     finally:
         await client.close()
 
@@ -167,3 +163,29 @@ async def test_reads_retried_after_a_reset(etcd_server: EtcdServer) -> None:
     finally:
         await client.close()
         await proxy.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_lease_kept_alive_over_the_gateway(etcd_server: EtcdServer) -> None:
+    """The keepalive loop, unchanged, on gateway POSTs: alive for > 3x its TTL, lost on revoke."""
+    from twisted.internet import task
+
+    from txetcd import LeaseExpired
+
+    client = Client(etcd_server.endpoint, reactor=reactor(), transport="gateway")
+    other = Client(etcd_server.endpoint, reactor=reactor())
+    try:
+        lease = await client.grant(2)
+        assert (await client.keepalive_once(lease.id)).ttl == 2
+        ka = client.keepalive(lease.id)
+        await client.put(b"gwk/k", b"v", lease=lease.id)
+        await task.deferLater(reactor(), 6.5, lambda: None)
+        assert (await client.get(b"gwk/k")).value == b"v"
+        assert ka.active
+        lost = ka.lost
+        await other.revoke(lease.id)
+        lost.addTimeout(5, reactor())
+        assert isinstance(await lost, LeaseExpired)
+    finally:
+        await client.close()
+        await other.close()
