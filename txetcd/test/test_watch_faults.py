@@ -108,12 +108,16 @@ class Watcher:
         return in_range
 
 
+#: set by the test: a description of every watcher, for failure messages
+describe: Callable[[], str] = lambda: ""
+
+
 async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     for _ in range(int(timeout / 0.02)):
         if predicate():
             return
         await sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}; watchers: {describe()}")
 
 
 @pytest_twisted.ensureDeferred
@@ -148,6 +152,17 @@ async def test_every_revision_exactly_once_through_faults(
     revisions = 0
     writing = True
 
+    def watcher_state() -> str:
+        return "; ".join(
+            f"{w.name}: restarts={w.restarts} established={w.established} "
+            f"last={w.events[-1][0] if w.events else None} "
+            f"error={getattr(w.client._watch_hub, 'last_error', None)!r}"
+            for w in watchers
+        )
+
+    global describe
+    describe = watcher_state
+
     async def write_once() -> None:
         nonlocal revisions
         roll = rng.random()
@@ -180,7 +195,7 @@ async def test_every_revision_exactly_once_through_faults(
         await defer.gatherResults([w.watch.created for w in watchers])  # type: ignore[union-attr]
         writes = defer.ensureDeferred(write_loop())
 
-        async def all_back(timeout: float = 30) -> None:
+        async def all_back(timeout: float = 60) -> None:
             await until(lambda: all(w.established for w in watchers), timeout, "watchers back")
 
         faults: Dict[str, int] = {}
@@ -194,7 +209,7 @@ async def test_every_revision_exactly_once_through_faults(
                 proxy.reset()
             elif fault == "cut":
                 cut = proxy.cut_after(rng.randrange(1, 4000), "down", which="current")
-                cut.addTimeout(20, reactor())
+                cut.addTimeout(45, reactor())
                 await cut
             elif fault == "blackhole":
                 proxy.blackhole()
@@ -202,7 +217,7 @@ async def test_every_revision_exactly_once_through_faults(
                     lambda before=before: all(  # type: ignore[misc]
                         w.restarts > b for w, b in zip(watchers, before)
                     ),
-                    25,
+                    45,
                     "keepalive to notice the blackhole",
                 )
                 proxy.restore()
@@ -215,7 +230,7 @@ async def test_every_revision_exactly_once_through_faults(
                 lambda before=before: all(  # type: ignore[misc]
                     w.restarts > b for w, b in zip(watchers, before)
                 ),
-                30,
+                60,
                 f"every watcher to resume after {fault}",
             )
         writing = False
@@ -231,7 +246,7 @@ async def test_every_revision_exactly_once_through_faults(
             return all(w.events and w.events[-1][0] >= end for w in watchers)
 
         try:
-            await until(caught_up, 30, "every watcher to catch up")
+            await until(caught_up, 60, "every watcher to catch up")
         except AssertionError:
             state = [
                 (w.name, w.events[-1][0] if w.events else None, w.established, w.restarts)
@@ -251,7 +266,7 @@ async def test_every_revision_exactly_once_through_faults(
         history = writer.watch(
             PREFIX, prefix=True, start_revision=first, prev_kv=True, callback=record
         )
-        done.addTimeout(30, reactor())
+        done.addTimeout(60, reactor())
         await done
         history.cancel()
 
