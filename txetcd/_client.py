@@ -412,7 +412,7 @@ class Client(LeaseMethods):
 
 def _http_client(given: Any, reactor: Any, connect_timeout: float) -> Any:
     """The HTTP/1.1 client for the gateway: ours, a wrapped treq client or agent, or a pool."""
-    from txetcd._http1 import PoolClient
+    from txetcd._http1_pool import PoolClient
     from txetcd._http1_treq import TreqClient
 
     if given is None:

@@ -120,7 +120,7 @@ class GatewayChannel:
 
     :param endpoints: client URLs, tried in order (a read whose connection broke goes to the
         next one).
-    :param http: the HTTP/1.1 client (:class:`txetcd._http1.PoolClient`, or
+    :param http: the HTTP/1.1 client (:class:`txetcd._http1_pool.PoolClient`, or
         :class:`txetcd._http1_treq.TreqClient` wrapping any treq ``HTTPClient`` or ``IAgent``).
     """
 

@@ -1,8 +1,8 @@
 """The treq-backed :class:`~txetcd._http1.HTTP1Client`: any treq ``HTTPClient`` or ``IAgent``.
 
 Use it for custom TLS, proxies, or ``treq.testing.StubTreq`` in tests. The same rules as
-:class:`~txetcd._http1.PoolClient` hold (see :mod:`txetcd._http1`), with one requirement on what
-you pass in: **its** ``HTTPConnectionPool`` **must have** ``retryAutomatically = False``.
+:class:`~txetcd._http1_pool.PoolClient` hold (see :mod:`txetcd._http1`), with one requirement on
+what you pass in: **its** ``HTTPConnectionPool`` **must have** ``retryAutomatically = False``.
 Twisted's default re-sends a body-less request whose answer was lost on a reused connection, a
 hidden retry txetcd must not make; an agent whose persistent pool retries is refused with
 ``ValueError``. When no client is given, one is built with such a pool.
