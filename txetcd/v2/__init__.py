@@ -1,10 +1,15 @@
-"""txetcd.v2: the pure layer of a client for etcd's v2 keys API (python-etcd's shape).
+"""txetcd.v2: a client for etcd's v2 API with python-etcd's shape, returning Deferreds.
 
-Key and form encoding (:mod:`txetcd.v2._keys`), results typed by action
-(:mod:`txetcd.v2._result`) and the v2 error table (:mod:`txetcd.v2._errors`). Every error is a
-:class:`txetcd.EtcdError`. This module only re-exports the public names.
+:class:`Client` (keys, members, stats; the one request path with failover), the
+:class:`EternalWatch` that survives EventIndexCleared and broken connections, :class:`Lock` and
+:class:`Election` over CAS writes and TTL refresh loops; under them, key and form encoding
+(:mod:`txetcd.v2._keys`), results typed by action (:mod:`txetcd.v2._result`) and the v2 error
+table (:mod:`txetcd.v2._errors`). Every error is a :class:`txetcd.EtcdError`. The v2 API exists
+in etcd 3.4 and 3.5 only with ``--enable-v2`` and is gone in 3.6. This module only re-exports
+the public names.
 """
 
+from txetcd.v2._client import DEFAULT_TIMEOUT, Client
 from txetcd.v2._errors import (
     V2_ERROR_CLASSES,
     V2_ERROR_MESSAGES,
@@ -84,8 +89,15 @@ from txetcd.v2._result import (
     parse_expiration,
     result_class,
 )
+from txetcd.v2._srv import srv_name
+from txetcd.v2._watch import EternalWatch, Resynced
 
 __all__ = [
+    "Client",
+    "DEFAULT_TIMEOUT",
+    "EternalWatch",
+    "Resynced",
+    "srv_name",
     "EtcdException",
     "EtcdV2Error",
     "EtcdKeyError",
