@@ -384,7 +384,8 @@ class Client:
         if not self._endpoints:
             return fail(EtcdConnectionFailed("no etcd endpoint to send to"))
         hdrs = self._headers if headers is None else headers
-        tries = len(self._endpoints)
+        # each member once; a read (it may be sent twice) once more, on a new connection
+        tries = len(self._endpoints) + (1 if idempotent else 0)
 
         def attempt(n: int) -> "Deferred[HTTPResponse]":
             url = self._endpoints[self._current % len(self._endpoints)] + target
