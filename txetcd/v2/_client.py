@@ -702,11 +702,20 @@ class Client:
         callback: Optional[Callable[[Any], object]] = None,
         poll_timeout: Optional[float] = None,
         max_backlog: int = 1000,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 5.0,
     ) -> Any:
         """Watch ``key`` for ever: an :class:`~txetcd.v2.EternalWatch` (``async for`` it, or
         give ``callback``). It follows ``X-Etcd-Index``, recovers from ``EventIndexCleared`` by
         re-reading (a :class:`~txetcd.v2.Resynced` item says so) and reconnects with backoff
-        and failover. ``cancel()`` it to stop."""
+        and failover. ``cancel()`` it to stop.
+
+        :param poll_timeout: seconds a poll may stay quiet before it is made again from
+            ``X-Etcd-Index + 1`` (default ``read_timeout``, else 60).
+        :param max_backlog: with ``async for``: items held before polling pauses.
+        :param backoff_initial: first delay (seconds) before a failed poll is made again;
+            doubled after each failure in a row, up to ``backoff_max``, with jitter.
+        """
         from txetcd.v2._watch import EternalWatch
 
         return EternalWatch(
@@ -717,6 +726,8 @@ class Client:
             callback=callback,
             poll_timeout=poll_timeout,
             max_backlog=max_backlog,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
         )
 
     #: python-etcd's misspelling, kept for code written against it
