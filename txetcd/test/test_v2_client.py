@@ -43,6 +43,12 @@ from txetcd.v2 import (
 from .test_v2_layer import HOSTILE_KEYS, HOSTILE_VALUES
 
 
+def ix(result: EtcdResult) -> int:
+    """The modified index of a result (always there on keys answers)."""
+    assert result.modified_index is not None
+    return result.modified_index
+
+
 def sleep(seconds: float) -> "Deferred[None]":
     d: Deferred[None] = Deferred()
     reactor.callLater(seconds, d.callback, None)
@@ -246,7 +252,7 @@ async def test_hostile_keys_and_values_round_trip(client: Client, prefix: str) -
 async def test_watch_long_poll(client: Client, prefix: str) -> None:
     key = f"{prefix}/w"
     first = await client.set(key, "0")
-    waiting = client.watch(key, index=first.modified_index + 1, timeout=10)
+    waiting = client.watch(key, index=ix(first) + 1, timeout=10)
     await sleep(0.05)
     assert not waiting.called
     await client.set(key, "1")
@@ -256,7 +262,7 @@ async def test_watch_long_poll(client: Client, prefix: str) -> None:
     past = await client.read(key, wait=True, waitIndex=first.modified_index)
     assert past.value == "0"
     # recursive waits see children
-    child = client.watch(prefix, index=event.modified_index + 1, recursive=True, timeout=10)
+    child = client.watch(prefix, index=ix(event) + 1, recursive=True, timeout=10)
     await client.set(f"{prefix}/sub/x", "deep")
     assert (await child).key == f"{prefix}/sub/x"
     with pytest.raises(EtcdWatchTimedOut) as info:
