@@ -1,6 +1,6 @@
 """txetcd against the fastest Python etcd clients and the wire limit, side by side on one etcd.
 
-    python benchmarks/run.py [--suite kv|watch|scale|all] [--rounds 3] [--seconds 3]
+    python benchmarks/run.py [--suite kv|watch|scale|v2|gateway|all] [--rounds 3] [--seconds 3]
                              [--clients txetcd,aetcd,...] [--skip-setup]
                              [--json out.json] [--markdown out.md]
 
@@ -12,7 +12,11 @@ loopback ports per suite, and runs it:
   fastest peer on each figure;
 - ``watch``: put-to-callback latency and delivered events/s for txetcd, etcetra, aetcd and
   etcd3aio under one writer, in interleaved rounds;
-- ``scale``: txetcd with 1,000 watches and 10,000 kept-alive leases in one process: RSS and CPU.
+- ``scale``: txetcd with 1,000 watches and 10,000 kept-alive leases in one process: RSS and CPU;
+- ``v2``: the kv figures on etcd's v2 keys API (``--enable-v2=true``): txetcd.v2, python-etcd,
+  k3etcd and wrk;
+- ``gateway``: the kv figures on the v3 JSON gateway: txetcd's gateway transport, txaioetcd,
+  etcd3gw and wrk.
 
 See ``benchmarks/README.md``.
 """
@@ -39,13 +43,18 @@ if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
 from harness import report, scale, watch
-from harness.clients import CLIENTS, TXETCD, ClientDef, select
+from harness.clients import TXETCD, ClientDef, select
 from harness.etcd import REPO, EtcdCpu, etcdctl_for, start_etcd
 from harness.h2load import find_h2load
-from harness.rounds import H2LOAD, Bench, Ready, run_rounds
+from harness.rounds import H2LOAD, Bench, Ready, WireLimit, key_set, run_rounds
+from harness.suites import GATEWAY, KV, KV_SUITES, V2, KvSuite
 from harness.venvs import SetupError, ensure_venv
 from harness.watch import WatchSpec
 from harness.workers import WorkerError, WorkerSpec, run_worker
+from harness.wrk import WRK, find_wrk, run_wrk
+
+ALL_NAMES = tuple(dict.fromkeys(n for s in KV_SUITES.values() for n in (*s.clients, s.wire)))
+"""Every name ``--clients`` knows, over all suites (each suite keeps those it has)."""
 
 
 def say(message: str) -> None:
@@ -59,10 +68,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = p.add_argument
     add(
         "--suite",
-        choices=["kv", "watch", "scale", "all"],
+        choices=["kv", "watch", "scale", "v2", "gateway", "all"],
         default="kv",
-        help="kv: puts and gets (default); watch: watch latency and events/s; "
-        "scale: 1,000 watches + 10,000 leases in one txetcd process; all: each in turn",
+        help="kv: puts and gets over gRPC (default); watch: watch latency and events/s; "
+        "scale: 1,000 watches + 10,000 leases in one txetcd process; v2: puts and gets on the "
+        "v2 keys API; gateway: on the v3 JSON gateway; all: each in turn",
     )
     add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     add("--seconds", type=float, default=3.0, help="timed s per workload (default 3)")
@@ -70,7 +80,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add(
         "--clients",
         default="",
-        help=f"comma-separated, from: {', '.join([*CLIENTS, H2LOAD])} (default: all)",
+        help=f"comma-separated, from: {', '.join(ALL_NAMES)} (default: all; each suite "
+        "runs those it has)",
     )
     add(
         "--concurrency",
@@ -80,7 +91,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--keys", type=int, default=1000, help="size of the key set (default 1000)")
     add("--value-size", type=int, default=64, help="value bytes (default 64)")
     add("--skip-setup", action="store_true", help="use existing venvs, install nothing")
-    add("--no-h2load", action="store_true", help="do not run the h2load wire limit")
+    add("--no-h2load", action="store_true", help="do not run the h2load wire limit (kv)")
+    add("--no-wrk", action="store_true", help="do not run the wrk wire limit (v2, gateway)")
     add("--venv-dir", default=os.path.join(BENCH_DIR, ".venvs"), help=argparse.SUPPRESS)
     add("--json", metavar="PATH", help="write samples, medians and ratios as JSON")
     add("--markdown", metavar="PATH", help="write the tables as Markdown ('-': stdout)")
@@ -176,7 +188,8 @@ def first_line(cmd: Sequence[str]) -> str:
     return lines[0] if lines else "?"
 
 
-def client_infos(ready: Sequence[Ready], h2load: str | None) -> list[report.ClientInfo]:
+def client_infos(ready: Sequence[Ready], wire: tuple[str, str] | None) -> list[report.ClientInfo]:
+    """The rows' report entries; ``wire`` is the wire limit's (name, row title), if it ran."""
     infos = [
         report.ClientInfo(
             r.name,
@@ -187,8 +200,8 @@ def client_infos(ready: Sequence[Ready], h2load: str | None) -> list[report.Clie
         )
         for r in ready
     ]
-    if h2load:
-        infos.append(report.ClientInfo(H2LOAD, "h2load, raw gRPC (wire limit)", "wire"))
+    if wire:
+        infos.append(report.ClientInfo(wire[0], wire[1], "wire"))
     return infos
 
 
@@ -206,9 +219,11 @@ class Outcome:
 
 
 @contextlib.contextmanager
-def etcd_for(suite: str) -> Iterator[tuple[Any, Callable[[str], None], str]]:
+def etcd_for(
+    suite: str, etcd_args: Sequence[str] = ()
+) -> Iterator[tuple[Any, Callable[[str], None], str]]:
     """A fresh etcd for one suite: the server, ``check_server(what)`` and etcd's version line."""
-    server = start_etcd()
+    server = start_etcd(etcd_args)
     try:
         say(f"{suite}: etcd {server.endpoint} (pid {server.pid}, {server.binary})")
 
@@ -221,30 +236,39 @@ def etcd_for(suite: str) -> Iterator[tuple[Any, Callable[[str], None], str]]:
         server.stop()
 
 
-def run_kv(args: argparse.Namespace) -> Outcome | None:
-    """The key-value suite (puts and gets); ``None`` when there is nothing to run."""
-    figures = report.figures_for(args.concurrency)
+def find_wire(suite: KvSuite, args: argparse.Namespace) -> str | None:
+    """The suite's wire-limit tool when it is wanted and installed (else ``None``, with a note)."""
     named = [n.strip() for n in args.clients.split(",") if n.strip()]
+    off = args.no_h2load if suite.wire == H2LOAD else args.no_wrk
+    if off or (named and suite.wire not in named):
+        return None
+    path = find_h2load() if suite.wire == H2LOAD else find_wrk()
+    if path is None:
+        package = "nghttp2-client" if suite.wire == H2LOAD else "wrk"
+        say(f"{suite.wire} not on PATH: no wire limit (apt-get install {package} adds it)")
+    return path
+
+
+def run_kv_suite(args: argparse.Namespace, suite: KvSuite) -> Outcome | None:
+    """A put/get suite (kv, v2, gateway); ``None`` when there is nothing to run."""
+    figures = report.figures_for(args.concurrency)
     skipped: dict[str, str] = {}
-    ready = prepare(select(args.clients, extra=(H2LOAD,)), args, skipped)
-    want_h2load = not args.no_h2load and (not named or H2LOAD in named)
-    h2load = find_h2load() if want_h2load else None
-    if want_h2load and h2load is None:
-        say("h2load not on PATH: no wire limit (apt-get install nghttp2-client adds it)")
-    if not ready and h2load is None:
-        say("kv: nothing to run")
+    ready = prepare(select(args.clients, extra=ALL_NAMES, clients=suite.clients), args, skipped)
+    wire = find_wire(suite, args)
+    if not ready and wire is None:
+        say(f"{suite.name}: nothing to run")
         return None
     runs = sum(len([f for f in figures if f.op in r.client.ops]) for r in ready)
-    runs += len(figures) if h2load else 0
+    runs += len(figures) if wire else 0
     minutes = args.rounds * runs * (args.seconds + args.warmup + 0.4) / 60
     say(
-        f"kv: {len(ready)} clients{' + h2load' if h2load else ''}, {runs} runs per round, "
-        f"{args.rounds} rounds: about {minutes:.1f} min"
+        f"{suite.name}: {len(ready)} clients{f' + {suite.wire}' if wire else ''}, {runs} runs per "
+        f"round, {args.rounds} rounds: about {minutes:.1f} min"
     )
 
     workdir = tempfile.mkdtemp(prefix="txetcd-bench-")
     try:
-        with etcd_for("kv") as (server, check_server, etcd_version):
+        with etcd_for(suite.name, suite.etcd_args) as (server, check_server, etcd_version):
             base = WorkerSpec(
                 endpoint=server.endpoint,
                 op="get",
@@ -252,6 +276,7 @@ def run_kv(args: argparse.Namespace) -> Outcome | None:
                 warmup=args.warmup,
                 keys=args.keys,
                 value_size=args.value_size,
+                prefix=suite.prefix,
                 etcd_pid=server.pid,
             )
             bench = Bench(
@@ -259,8 +284,9 @@ def run_kv(args: argparse.Namespace) -> Outcome | None:
                 base=base,
                 etcd_cpu=EtcdCpu(server.pid),
                 workdir=workdir,
-                h2load=h2load,
+                h2load=wire if suite.wire == H2LOAD else None,
                 etcdctl=etcdctl_for(server.binary),
+                wire=wrk_limit(wire, suite, base, workdir) if suite.wire == WRK else None,
             )
             if ready:
                 say(f"key set written by {populate(ready, base)}")
@@ -269,27 +295,67 @@ def run_kv(args: argparse.Namespace) -> Outcome | None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     meds = report.medians(bench.samples)
-    infos = client_infos(ready, h2load)
-    comparison = report.compare(meds, infos, figures)
+    infos = client_infos(ready, (suite.wire, suite.wire_label) if wire else None)
+    comparison = report.compare(meds, infos, figures, suite.bar)
     say("")
-    say(report.text(meds, infos, figures, comparison))
+    say(report.text(meds, infos, figures, comparison, suite.bar))
     for name, why in skipped.items():
         say(f"skipped {name}: {why.splitlines()[0]}")
     for e in bench.errors:
         where = f"round {e['round']} {e['figure']} {e['client']}"
         say(f"error: {where}: {e['error'].splitlines()[0]}")
-    meta = run_meta(args, etcd_version, h2load)
+    meta = run_meta(args, etcd_version, suite, wire)
     bar = [c for c in comparison if c["in_bar"]]
     return Outcome(
         document=kv_document(meta, ready, skipped, bench, meds, comparison),
-        markdown=report.markdown(meds, infos, figures, comparison, preamble(meta)),
+        markdown=report.markdown(
+            meds, infos, figures, comparison, preamble(meta, suite), suite.bar
+        ),
         passed=bool(bar) and all(c["verdict"] == "PASS" for c in bar),
     )
 
 
+def wrk_limit(wrk: str | None, suite: KvSuite, base: WorkerSpec, workdir: str) -> WireLimit | None:
+    """wrk as the suite's wire limit, on the workers' key set (``None`` without wrk)."""
+    if wrk is None:
+        return None
+    pairs = key_set(base)
+    etcd_cpu = EtcdCpu(base.etcd_pid)
+
+    def run(fig: report.Figure) -> dict[str, Any]:
+        return run_wrk(
+            wrk,
+            suite.api,
+            base.endpoint,
+            fig.op,
+            fig.concurrency,
+            base.seconds,
+            pairs,
+            workdir,
+            etcd_cpu,
+        )
+
+    return WireLimit(WRK, run)
+
+
+def run_kv(args: argparse.Namespace) -> Outcome | None:
+    """The key-value suite over gRPC (puts and gets)."""
+    return run_kv_suite(args, KV)
+
+
+def run_v2(args: argparse.Namespace) -> Outcome | None:
+    """The v2 keys API suite (etcd with ``--enable-v2=true``)."""
+    return run_kv_suite(args, V2)
+
+
+def run_gateway(args: argparse.Namespace) -> Outcome | None:
+    """The v3 JSON gateway suite (``/v3/kv/put``, ``/v3/kv/range``)."""
+    return run_kv_suite(args, GATEWAY)
+
+
 def run_watch(args: argparse.Namespace) -> Outcome | None:
     """The watch suite: latency and events/s for every client that has a watch worker."""
-    clients = [c for c in select(args.clients, extra=(H2LOAD,)) if c.watch_worker]
+    clients = [c for c in select(args.clients, extra=ALL_NAMES) if c.watch_worker]
     skipped: dict[str, str] = {}
     ready = prepare(clients, args, skipped)
     if not any(r.name == TXETCD for r in ready):
@@ -417,6 +483,8 @@ SUITES: dict[str, Callable[[argparse.Namespace], Outcome | None]] = {
     "kv": run_kv,
     "watch": run_watch,
     "scale": run_scale_suite,
+    "v2": run_v2,
+    "gateway": run_gateway,
 }
 
 
@@ -484,22 +552,30 @@ def common_meta(args: argparse.Namespace, etcd_version: str) -> dict[str, Any]:
     }
 
 
-def run_meta(args: argparse.Namespace, etcd_version: str, h2load: str | None) -> dict[str, Any]:
+def run_meta(
+    args: argparse.Namespace, etcd_version: str, suite: KvSuite, wire: str | None
+) -> dict[str, Any]:
     meta = common_meta(args, etcd_version)
-    del meta["suite"]
+    if suite.name == "kv":
+        del meta["suite"]
+    else:
+        meta["suite"] = suite.name
+    version = first_line([wire, "--version"]) if wire else None
     return {
         **meta,
-        "h2load": first_line([h2load, "--version"]) if h2load else None,
+        suite.wire: version,
         "seconds": args.seconds,
         "keys": args.keys,
         "concurrency": args.concurrency,
-        "bar": report.BAR,
+        "etcd_args": list(suite.etcd_args),
+        "bar": report.BAR if suite.name == "kv" else suite.bar.what,
     }
 
 
-def preamble(meta: dict[str, Any]) -> str:
+def preamble(meta: dict[str, Any], suite: KvSuite) -> str:
+    flags = f" ({' '.join(suite.etcd_args)})" if suite.etcd_args else ""
     return (
-        f"{meta['etcd']}, single member on loopback; {meta['cpus']} CPUs; "
+        f"{meta['etcd']}{flags}, single member on loopback; {meta['cpus']} CPUs; "
         f"{meta['keys']} keys, {meta['value_size']}-byte values; medians of "
         f"{meta['rounds']} interleaved rounds of {meta['seconds']:g} s; "
         f"txetcd {meta['txetcd_commit']}; {meta['date']}."

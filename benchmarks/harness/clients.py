@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CLIENTS", "TXETCD", "ClientDef", "select"]
+__all__ = ["CLIENTS", "GATEWAY_CLIENTS", "TXETCD", "V2_CLIENTS", "ClientDef", "select"]
 
 TXETCD = "txetcd"
 
@@ -103,16 +103,77 @@ CLIENTS: dict[str, ClientDef] = {
 }
 
 
-def select(names: str | None, extra: tuple[str, ...] = ()) -> tuple[ClientDef, ...]:
+V2_CLIENTS: dict[str, ClientDef] = {
+    c.name: c
+    for c in (
+        ClientDef(
+            TXETCD,
+            "txetcd_v2_worker.py",
+            None,
+            note="Twisted; txetcd.v2.Client over txetcd's HTTP/1.1 keep-alive pool",
+        ),
+        ClientDef(
+            "python-etcd",
+            "python_etcd_worker.py",
+            "python-etcd",
+            ("python-etcd==0.4.5",),
+            note="blocking urllib3; N threads for N in flight",
+        ),
+        ClientDef(
+            "k3etcd",
+            "k3etcd_worker.py",
+            "k3etcd",
+            ("k3etcd==0.2.3",),
+            note="blocking http.client, a new connection per request; N threads",
+        ),
+    )
+}
+"""The ``v2`` suite's rows (etcd's v2 keys API, ``--enable-v2=true``)."""
+
+GATEWAY_CLIENTS: dict[str, ClientDef] = {
+    c.name: c
+    for c in (
+        ClientDef(
+            TXETCD,
+            "txetcd_gateway_worker.py",
+            None,
+            note="Twisted; Client(transport='gateway'): the v3 JSON gateway over HTTP/1.1",
+        ),
+        ClientDef(
+            "txaioetcd",
+            "txaioetcd_worker.py",
+            "txaioetcd",
+            ("txaioetcd==18.10.2",),
+            note="Twisted/treq; its /v3alpha/ paths patched to /v3/ at run time",
+        ),
+        ClientDef(
+            "etcd3gw",
+            "etcd3gw_worker.py",
+            "etcd3gw",
+            ("etcd3gw==2.7.0",),
+            note="blocking requests; N threads for N in flight",
+        ),
+    )
+}
+"""The ``gateway`` suite's rows (the v3 JSON gateway: ``/v3/kv/put``, ``/v3/kv/range``)."""
+
+
+def select(
+    names: str | None,
+    extra: tuple[str, ...] = (),
+    clients: dict[str, ClientDef] | None = None,
+) -> tuple[ClientDef, ...]:
     """The clients named in a comma-separated list (all when ``names`` is empty), in table order.
 
-    Names in ``extra`` (e.g. ``h2load``, which is no client) are accepted and left out.
+    ``clients`` is the suite's table (:data:`CLIENTS` by default). Names in ``extra`` (e.g.
+    ``h2load``, which is no client) are accepted and left out.
     """
+    table = CLIENTS if clients is None else clients
     if not names:
-        return tuple(CLIENTS.values())
+        return tuple(table.values())
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in CLIENTS and n not in extra]
+    unknown = [n for n in wanted if n not in table and n not in extra]
     if unknown:
-        known = ", ".join([*CLIENTS, *extra])
+        known = ", ".join([*table, *extra])
         raise SystemExit(f"unknown client(s): {', '.join(unknown)}; known: {known}")
-    return tuple(c for name, c in CLIENTS.items() if name in wanted)
+    return tuple(c for name, c in table.items() if name in wanted)

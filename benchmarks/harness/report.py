@@ -9,6 +9,8 @@ from typing import Any
 
 __all__ = [
     "BAR",
+    "KV_BAR",
+    "Bar",
     "ClientInfo",
     "Table",
     "Figure",
@@ -52,6 +54,43 @@ class Figure:
 
 def figures_for(concurrencies: Sequence[int]) -> list[Figure]:
     return [Figure(op, c) for c in concurrencies for op in ("put", "get")]
+
+
+@dataclass(frozen=True)
+class Bar:
+    """What txetcd must reach, figure by figure.
+
+    :param minimum: requests in flight -> the least ratio that passes; those figures (put and get)
+        make the bar. Other figures are compared too, as extras, against the minimum of the
+        highest concurrency in the bar.
+    :param against: ``peer`` (the ratio is to the fastest peer) or ``wire`` (to the wire limit).
+    :param what: how the verdict line states the bar.
+    :param show_wire: with ``against="peer"``, add txetcd / wire limit to the ratio table.
+    """
+
+    minimum: dict[int, float]
+    against: str = "peer"
+    what: str = ""
+    show_wire: bool = False
+
+    def for_figure(self, fig: Figure) -> tuple[float, bool]:
+        """The least passing ratio for ``fig``, and whether ``fig`` is part of the bar."""
+        if fig.concurrency in self.minimum:
+            return self.minimum[fig.concurrency], True
+        return self.minimum[max(self.minimum)], False
+
+    @property
+    def uniform(self) -> float | None:
+        """The one minimum when every figure of the bar has the same, else ``None``."""
+        values = set(self.minimum.values())
+        return values.pop() if len(values) == 1 else None
+
+
+KV_BAR = Bar(
+    {c: BAR for c in BAR_CONCURRENCY},
+    what=f"txetcd >= {BAR}x the fastest peer",
+)
+"""The kv suite's bar: 1.3x the fastest peer on put and get, sequential and 32 in flight."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +150,16 @@ def compare(
     meds: dict[str, dict[str, Stat]],
     infos: Sequence[ClientInfo],
     figures: Sequence[Figure],
+    bar: Bar = KV_BAR,
 ) -> list[dict[str, Any]]:
-    """txetcd against the fastest peer, figure by figure.
+    """txetcd against the fastest peer (and the wire limit, when there is one), figure by figure.
 
     Puts are compared with every peer; gets only with peers whose reads are linearizable (the
     fastest serializable peer is reported beside it, for information). Wire limits are no peers.
+    The verdict is about the ratio ``bar.against`` names.
     """
     rows: list[dict[str, Any]] = []
+    wire = next((i.name for i in infos if i.kind == "wire"), None)
     for fig in figures:
         ours = meds.get("txetcd", {}).get(fig.key, {}).get("ops_per_s")
         best: str | None = None
@@ -136,15 +178,24 @@ def compare(
                 best = info.name
         peer_value = meds[best][fig.key]["ops_per_s"] if best else None
         ratio = ours / peer_value if ours and peer_value else None
+        wire_value = meds.get(wire, {}).get(fig.key, {}).get("ops_per_s") if wire else None
+        wire_ratio = ours / wire_value if ours and wire_value else None
+        minimum, in_bar = bar.for_figure(fig)
+        judged = wire_ratio if bar.against == "wire" else ratio
         row: dict[str, Any] = {
             "figure": fig.label,
             "key": fig.key,
-            "in_bar": fig.in_bar,
+            "in_bar": in_bar,
+            "minimum": minimum,
+            "against": bar.against,
             "txetcd": ours,
             "best_peer": best,
             "best_peer_ops_per_s": peer_value,
             "ratio": ratio,
-            "verdict": None if ratio is None else ("PASS" if ratio >= BAR else "FAIL"),
+            "wire": wire,
+            "wire_ops_per_s": wire_value,
+            "wire_ratio": wire_ratio,
+            "verdict": None if judged is None else ("PASS" if judged >= minimum else "FAIL"),
         }
         if fig.op == "get" and best_any is not None and best_any != best:
             any_value = meds[best_any][fig.key]["ops_per_s"]
@@ -179,6 +230,7 @@ def _tables(
     infos: Sequence[ClientInfo],
     figures: Sequence[Figure],
     comparison: Sequence[dict[str, Any]],
+    bar: Bar = KV_BAR,
 ) -> list[Table]:
     heads = ["client"] + [f.label for f in figures]
     tables = []
@@ -189,57 +241,84 @@ def _tables(
     ):
         rows = [[i.label] + [_cell(meds, i, f, field) for f in figures] for i in infos]
         tables.append((title, heads, rows))
-    ratio_rows = []
-    for c in comparison:
-        peer = c["best_peer"] or "–"
-        extra = ""
-        if c.get("fastest_serializable_peer"):
-            r = c.get("ratio_vs_serializable")
-            extra = (
-                f"{c['fastest_serializable_peer']}* {_ops(c['fastest_serializable_ops_per_s'])}"
-                + ("" if r is None else f" ({r:.2f}x)")
-            )
-        ratio_rows.append(
-            [
-                c["figure"] + ("" if c["in_bar"] else " (extra)"),
-                _ops(c["txetcd"]),
-                f"{peer} {_ops(c['best_peer_ops_per_s'])}",
-                "–" if c["ratio"] is None else f"{c['ratio']:.2f}x",
-                c["verdict"] or "n/a",
-                extra,
-            ]
-        )
-    tables.append(
-        (
-            f"txetcd / fastest peer (bar: >= {BAR}x; gets against linearizable peers only)",
-            [
-                "figure",
-                "txetcd",
-                "fastest peer",
-                "ratio",
-                f">= {BAR}x",
-                "serializable peer",
-            ],
-            ratio_rows,
-        )
-    )
+    tables.append(_ratio_table(comparison, bar))
     return tables
 
 
-def _verdict_line(comparison: Sequence[dict[str, Any]]) -> str:
-    bar = [c for c in comparison if c["in_bar"]]
-    verdicts = [c["verdict"] for c in bar]
-    if not bar or any(v is None for v in verdicts):
+def _x(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}x"
+
+
+def _bar_text(bar: Bar) -> str:
+    if bar.uniform is not None:
+        return f">= {bar.uniform:g}x"
+    return ", ".join(
+        f">= {m:g}x " + ("seq" if c == 1 else f"c{c}") for c, m in sorted(bar.minimum.items())
+    )
+
+
+def _ratio_table(comparison: Sequence[dict[str, Any]], bar: Bar) -> Table:
+    """The ratio table: to the fastest peer (kv, v2) or to the wire limit first (gateway)."""
+    uniform = bar.uniform
+    serializable = any(c.get("fastest_serializable_peer") for c in comparison)
+    wire = next((c["wire"] for c in comparison if c.get("wire")), None)
+    show_wire = wire is not None and (bar.against == "wire" or bar.show_wire)
+    rows = []
+    for c in comparison:
+        verdict = c["verdict"] or "n/a"
+        if uniform is None:
+            verdict += f" (>= {c['minimum']:g}x)"
+        figure = c["figure"] + ("" if c["in_bar"] else " (extra)")
+        peer = f"{c['best_peer'] or '–'} {_ops(c['best_peer_ops_per_s'])}"
+        wire_cell = f"{wire} {_ops(c['wire_ops_per_s'])}"
+        if bar.against == "wire":
+            row = [figure, _ops(c["txetcd"]), wire_cell, _x(c["wire_ratio"]), verdict]
+            rows.append([*row, peer, _x(c["ratio"])])
+            continue
+        row = [figure, _ops(c["txetcd"]), peer, _x(c["ratio"]), verdict]
+        if serializable:
+            extra = ""
+            if c.get("fastest_serializable_peer"):
+                r = c.get("ratio_vs_serializable")
+                extra = (
+                    f"{c['fastest_serializable_peer']}* {_ops(c['fastest_serializable_ops_per_s'])}"
+                    + ("" if r is None else f" ({r:.2f}x)")
+                )
+            row.append(extra)
+        if show_wire:
+            row.append(f"{wire_cell} ({_x(c['wire_ratio'])})")
+        rows.append(row)
+    bar_head = f">= {uniform:g}x" if uniform is not None else "bar"
+    if bar.against == "wire":
+        heads = ["figure", "txetcd", "wire limit", "ratio", bar_head, "fastest peer", "to peer"]
+        title = f"txetcd / wire limit (bar: {_bar_text(bar)}), and txetcd / fastest peer"
+        return (title, heads, rows)
+    heads = ["figure", "txetcd", "fastest peer", "ratio", bar_head]
+    heads += ["serializable peer"] if serializable else []
+    heads += ["wire limit (txetcd / wire)"] if show_wire else []
+    note = "; gets against linearizable peers only" if serializable else ""
+    return (f"txetcd / fastest peer (bar: {_bar_text(bar)}{note})", heads, rows)
+
+
+def _verdict_line(comparison: Sequence[dict[str, Any]], bar: Bar = KV_BAR) -> str:
+    in_bar = [c for c in comparison if c["in_bar"]]
+    verdicts = [c["verdict"] for c in in_bar]
+    if not in_bar or any(v is None for v in verdicts):
         overall = "INCOMPLETE (a figure is missing)"
     else:
         overall = "PASS" if all(v == "PASS" for v in verdicts) else "FAIL"
-    parts = ", ".join(f"{c['figure']} {c['verdict'] or 'n/a'}" for c in bar)
-    return f"bar (txetcd >= {BAR}x the fastest peer on {len(bar)} figures): {overall}  [{parts}]"
+    parts = ", ".join(f"{c['figure']} {c['verdict'] or 'n/a'}" for c in in_bar)
+    return f"bar ({bar.what} on {len(in_bar)} figures): {overall}  [{parts}]"
 
 
 _FOOTNOTE = (
     "(*) serializable reads (may be stale; cheaper for etcd): not compared with txetcd's gets."
 )
+
+
+def _footnotes(infos: Sequence[ClientInfo]) -> list[str]:
+    """The ``(*)`` note, when a row reads serializably."""
+    return [_FOOTNOTE] if any(not i.linearizable for i in infos) else []
 
 
 def text_tables(tables: Sequence[Table]) -> list[str]:
@@ -276,11 +355,12 @@ def text(
     infos: Sequence[ClientInfo],
     figures: Sequence[Figure],
     comparison: Sequence[dict[str, Any]],
+    bar: Bar = KV_BAR,
 ) -> str:
     """Aligned plain-text tables and the verdict line."""
-    out = text_tables(_tables(meds, infos, figures, comparison))
-    out.append(_FOOTNOTE)
-    out.append(_verdict_line(comparison))
+    out = text_tables(_tables(meds, infos, figures, comparison, bar))
+    out.extend(_footnotes(infos))
+    out.append(_verdict_line(comparison, bar))
     return "\n".join(out)
 
 
@@ -290,12 +370,13 @@ def markdown(
     figures: Sequence[Figure],
     comparison: Sequence[dict[str, Any]],
     preamble: str = "",
+    bar: Bar = KV_BAR,
 ) -> str:
     """The same tables as GitHub-flavoured Markdown, ready to paste into docs."""
     out: list[str] = [preamble.rstrip(), ""] if preamble else []
-    out.extend(markdown_tables(_tables(meds, infos, figures, comparison)))
-    out.append(_FOOTNOTE)
-    out.append("")
-    out.append(_verdict_line(comparison))
+    out.extend(markdown_tables(_tables(meds, infos, figures, comparison, bar)))
+    for note in _footnotes(infos):
+        out.extend([note, ""])
+    out.append(_verdict_line(comparison, bar))
     out.append("")
     return "\n".join(out)

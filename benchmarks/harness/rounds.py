@@ -17,7 +17,7 @@ if WORKERS_DIR not in sys.path:
     sys.path.append(WORKERS_DIR)
 from _common import key_value  # the workers' key set, so that h2load writes the same
 
-__all__ = ["H2LOAD", "Bench", "Ready", "run_rounds"]
+__all__ = ["H2LOAD", "Bench", "Ready", "WireLimit", "key_set", "run_rounds"]
 
 H2LOAD = "h2load"
 
@@ -35,6 +35,18 @@ class Ready:
         return self.client.name
 
 
+@dataclass(frozen=True)
+class WireLimit:
+    """A wire-limit row that is no worker (wrk): its name and how it runs one figure.
+
+    ``run(fig)`` returns a result like a worker's (``ops``, ``elapsed``, ``cpu``, ``etcd_cpu``) or
+    raises :class:`WorkerError`. (h2load, the kv suite's, keeps its own fields on :class:`Bench`.)
+    """
+
+    name: str
+    run: Callable[[report.Figure], dict[str, Any]]
+
+
 @dataclass
 class Bench:
     """What every run of a round needs."""
@@ -45,12 +57,14 @@ class Bench:
     workdir: str
     h2load: str | None = None
     etcdctl: str | None = None
+    wire: WireLimit | None = None
     samples: list[report.Sample] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def names(self) -> list[str]:
-        return [r.name for r in self.ready] + ([H2LOAD] if self.h2load else [])
+        names = [r.name for r in self.ready] + ([H2LOAD] if self.h2load else [])
+        return names + ([self.wire.name] if self.wire else [])
 
     @property
     def timeout(self) -> float:
@@ -90,6 +104,8 @@ def measure(
     try:
         if name == H2LOAD:
             result = _h2load(bench, fig)
+        elif bench.wire is not None and name == bench.wire.name:
+            result = bench.wire.run(fig)
         else:
             r = next(r for r in bench.ready if r.name == name)
             if fig.op not in r.client.ops:
@@ -138,6 +154,11 @@ def _h2load(bench: Bench, fig: report.Figure) -> dict[str, Any]:
         bench.etcd_cpu,
         bench.etcdctl,
     )
+
+
+def key_set(base: WorkerSpec) -> list[tuple[str, str]]:
+    """The workers' (key, value) pairs for this spec, for the wire limits to write the same."""
+    return [key_value(i, base.keys, base.value_size, base.prefix) for i in range(base.keys)]
 
 
 def _per_op_ms(seconds: float | None, ops: int) -> float | None:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["REACTOR", "react_run", "sleep", "wait_for"]
+__all__ = ["REACTOR", "gather", "react_run", "sleep", "wait_for"]
 
 
 def _install_best_reactor() -> str:
@@ -33,6 +33,7 @@ if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
 from twisted.internet import defer, task  # noqa: E402  (after the reactor is installed)
+from twisted.python.failure import Failure  # noqa: E402
 
 
 def react_run(body: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]) -> dict[str, Any]:
@@ -56,6 +57,23 @@ def react_run(body: Callable[[Any], Coroutine[Any, Any, dict[str, Any]]]) -> dic
     result: dict[str, Any] = box[0]
     result["reactor"] = REACTOR
     return result
+
+
+def gather(coros: list[Coroutine[Any, Any, None]]) -> defer.Deferred[Any]:
+    """Run coroutines together on Deferreds (``run_async``'s ``gather`` for Twisted workers).
+
+    A failure is the loop's own exception, not ``gatherResults``' ``FirstError`` wrapper.
+    """
+    d = defer.gatherResults([defer.ensureDeferred(c) for c in coros], consumeErrors=True)
+
+    def unwrap(failure: Failure) -> Failure:
+        error = failure.value
+        if isinstance(error, defer.FirstError):
+            sub: Failure = error.subFailure
+            return sub
+        return failure
+
+    return d.addErrback(unwrap)
 
 
 def sleep(reactor: Any, seconds: float) -> defer.Deferred[None]:
