@@ -26,7 +26,7 @@ setup(
     package_data={"txetcd": ["py.typed", "_proto/*.proto", "_proto/*.pyi"]},
     include_package_data=True,
     install_requires=[
-        "twisted>=22.10",
+        "twisted[tls]>=22.10",  # TLS: pyOpenSSL, service_identity, idna
         "treq>=22.1",
         "protobuf>=4.21",
         "hpack>=4.0",

@@ -28,9 +28,10 @@ Both follow the same rules:
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
+from twisted.internet import tcp as _tcp
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.python.failure import Failure
 
@@ -50,6 +51,7 @@ __all__ = [
     "StreamHandle",
     "HeadersArg",
     "maybe_sent",
+    "send_now",
 ]
 
 #: ``Failure(exc)``, or ``Failure()`` inside an ``except`` (typed: Twisted's is not)
@@ -267,6 +269,37 @@ class HTTP1Client(Protocol):
         """Close every connection; pending calls fail with :class:`~txetcd.ClientClosed`."""
 
 
+def send_now(transport: Any, data: bytes) -> None:
+    """Write ``data``, straight onto the socket when Twisted has nothing buffered.
+
+    Twisted's ``write()`` only buffers: the bytes leave on the reactor's next turn, after an
+    ``epoll_ctl``/``epoll_wait`` pair. When the buffer is empty the order of bytes is kept by
+    sending at once; whatever the kernel does not take (or any error) goes through ``write()``,
+    so Twisted still owns buffering, errors and closing. Transports without a plain socket (TLS,
+    tests) just get ``write()``.
+    """
+    t: Any = transport
+    if (
+        not isinstance(t, _tcp.Connection)  # not TLS wrappers: they forward .socket
+        or t._tempDataBuffer
+        or t.dataBuffer
+        or t.disconnecting
+        or not t.connected
+    ):
+        transport.write(data)
+        return
+    sock = t.socket
+    try:
+        n = sock.send(data)
+    except (BlockingIOError, InterruptedError):
+        n = 0
+    except OSError:
+        transport.write(data)  # let Twisted see and report the failure
+        return
+    if n < len(data):
+        transport.write(data[n:])
+
+
 # -- request building (shared) -----------------------------------------------------------------
 
 
@@ -277,7 +310,7 @@ def _check_args(method: object, url: object, headers: object, body: object) -> N
         raise TypeError(f"url must be a str, not {type(url).__name__}")
     if not isinstance(body, bytes):
         raise TypeError(f"body must be bytes, not {type(body).__name__}")
-    if not isinstance(headers, (Mapping, Sequence)):
+    if type(headers) is not tuple and not isinstance(headers, (Mapping, Sequence)):
         raise TypeError(f"headers must be a mapping or a sequence, not {type(headers).__name__}")
 
 
@@ -296,14 +329,33 @@ def _header_pairs(headers: HeadersArg) -> List[Tuple[bytes, bytes]]:
 
 def _split_url(url: str) -> Tuple[_Key, bytes, bytes]:
     """((scheme, host, port), Host header, request target) of an ``http(s)://`` URL."""
-    parts = urlsplit(url)
+    # The scheme and authority repeat on every call: they are parsed once and remembered.
+    slash = url.find("/", url.find("://") + 3) if "://" in url else -1
+    base = url if slash < 0 else url[:slash]
+    known = _BASES.get(base)
+    if known is None:
+        known = _parse_base(base, url)
+        if len(_BASES) < 1024:
+            _BASES[base] = known
+    target = "/" if slash < 0 else url[slash:]
+    if "#" in target:
+        target = target[: target.index("#")]
+    try:
+        raw = target.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"URL {url!r} is not ASCII (percent-encode it)") from None
+    return known[0], known[1], raw
+
+
+_BASES: Dict[str, Tuple[_Key, bytes]] = {}
+
+
+def _parse_base(base: str, url: str) -> Tuple[_Key, bytes]:
+    parts = urlsplit(base)
     if parts.scheme not in ("http", "https"):
         raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}")
     if not parts.hostname:
         raise ValueError(f"URL {url!r} has no host")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
     host = parts.netloc.rpartition("@")[2]
-    return (parts.scheme, parts.hostname, port), host.encode("idna"), target.encode("ascii")
+    return (parts.scheme, parts.hostname, port), host.encode("idna")

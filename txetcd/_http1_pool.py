@@ -36,6 +36,7 @@ from txetcd._http1 import (
     _lost_error,
     _split_url,
     _timeout_error,
+    send_now,
 )
 
 __all__ = ["PoolClient"]
@@ -49,18 +50,51 @@ _USER_AGENT = b"txetcd/0.1"
 def _build_request(
     method: bytes, host: bytes, target: bytes, headers: HeadersArg, body: bytes, close: bool
 ) -> bytes:
-    lines = [method + b" " + target + b" HTTP/1.1", b"Host: " + host]
+    block = _header_block(headers) if type(headers) is tuple else _make_block(headers)
+    parts = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n", block]
+    if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    if close:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    parts.append(body)
+    return b"".join(parts)
+
+
+def _make_block(headers: HeadersArg) -> bytes:
+    """The request's own header lines (checked), ``User-Agent`` added unless given."""
+    lines = []
     given = set()
     for name, value in _header_pairs(headers):
         given.add(name.lower())
-        lines.append(name + b": " + value)
+        lines.append(name + b": " + value + b"\r\n")
     if b"user-agent" not in given:
-        lines.append(b"User-Agent: " + _USER_AGENT)
-    if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
-        lines.append(b"Content-Length: %d" % len(body))
-    if close:
-        lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+        lines.append(b"User-Agent: " + _USER_AGENT + b"\r\n")
+    return b"".join(lines)
+
+
+_BLOCKS: Dict[Any, bytes] = {}
+
+
+def _header_block(headers: Any) -> bytes:
+    """:func:`_make_block` of a tuple of pairs, remembered: callers send the same few sets."""
+    try:
+        block = _BLOCKS.get(headers)
+    except TypeError:  # pairs given as lists
+        return _make_block(headers)
+    if block is None:
+        block = _make_block(headers)
+        if len(_BLOCKS) < 256:
+            _BLOCKS[headers] = block
+    return block
+
+
+def _tls_refused(reason: Failure) -> bool:
+    try:
+        from OpenSSL.SSL import Error as SSLError
+    except ImportError:  # no TLS support installed: no TLS connections either
+        return False
+    return isinstance(reason.value, SSLError)
 
 
 # -- the httptools pool ------------------------------------------------------------------------
@@ -229,6 +263,7 @@ class _Connection(TwistedProtocol):
         self.exclusive = exclusive
         self.exchange: Optional[_Exchange] = None
         self.idle_timer: Optional[IDelayedCall] = None
+        self.idle_since = 0.0
         self.gone = False
         self.reusable = True
         self._parser = httptools.HttpResponseParser(self)
@@ -240,10 +275,8 @@ class _Connection(TwistedProtocol):
 
     # -- driving -------------------------------------------------------------------------------
     def start(self, exchange: _Exchange) -> None:
-        if self.idle_timer is not None:
-            if self.idle_timer.active():
-                self.idle_timer.cancel()
-            self.idle_timer = None
+        # The idle timer is left running: when it fires it looks at idle_since (one timer per
+        # idle period would cost a callLater and a cancel per request).
         self.exchange = exchange
         exchange.connection = self
         self._headers = {}
@@ -251,7 +284,7 @@ class _Connection(TwistedProtocol):
         if exchange.method == b"HEAD":
             self.reusable = False  # the parser cannot be told that a HEAD answer has no body
         assert self.transport is not None
-        self.transport.write(exchange.data)
+        send_now(self.transport, exchange.data)
         exchange.written = True
 
     def abort(self) -> None:
@@ -341,6 +374,10 @@ class _Connection(TwistedProtocol):
             if self._until_eof and self._headers_done:
                 ex.completed()
             else:
+                if _tls_refused(reason):
+                    # The TLS handshake failed (a certificate refused, either side): no byte
+                    # of the request reached the server's HTTP layer, so it is safe to resend.
+                    ex.written = False
                 ex.lost(f"connection lost: {reason.getErrorMessage()}")
         self.pool._lost(self)
 
@@ -550,7 +587,23 @@ class PoolClient:
             conn.start(host.waiters.popleft())
             return
         host.idle.append(conn)
-        conn.idle_timer = self.clock.callLater(self.idle_timeout, conn.close)
+        conn.idle_since = self.clock.seconds()
+        if conn.idle_timer is None:
+            conn.idle_timer = self.clock.callLater(self.idle_timeout, self._idle_check, conn)
+
+    def _idle_check(self, conn: _Connection) -> None:
+        """Close ``conn`` if it has been idle for ``idle_timeout``; else look again later."""
+        conn.idle_timer = None
+        if conn.gone:
+            return
+        if conn.exchange is None:
+            left = conn.idle_since + self.idle_timeout - self.clock.seconds()
+            if left <= 0:
+                conn.close()
+                return
+        else:
+            left = self.idle_timeout  # busy: idle again at the earliest after its exchange
+        conn.idle_timer = self.clock.callLater(left, self._idle_check, conn)
 
     def _forget(self, ex: _Exchange) -> None:
         host = self._hosts.get(ex.key)

@@ -342,8 +342,10 @@ class Client:
         idempotent: bool,
         timeout: Optional[float],
         exclusive: bool = False,
-    ) -> "Deferred[HTTPResponse]":
-        """Send one request (``target`` = path and query), failing over when safe."""
+        parse: Optional[Callable[[HTTPResponse, bool], Any]] = None,
+    ) -> "Deferred[Any]":
+        """Send one request (``target`` = path and query), failing over when safe; fires with
+        the answer, or ``parse(answer, mutation)``."""
         if self._needs_setup:
             return self._setup().addCallback(
                 lambda _: self._call_now(
@@ -354,6 +356,7 @@ class Client:
                     idempotent=idempotent,
                     timeout=timeout,
                     exclusive=exclusive,
+                    parse=parse,
                 )
             )
         return self._call_now(
@@ -364,6 +367,7 @@ class Client:
             idempotent=idempotent,
             timeout=timeout,
             exclusive=exclusive,
+            parse=parse,
         )
 
     def _call_now(
@@ -376,7 +380,8 @@ class Client:
         idempotent: bool,
         timeout: Optional[float],
         exclusive: bool = False,
-    ) -> "Deferred[HTTPResponse]":
+        parse: Optional[Callable[[HTTPResponse, bool], Any]] = None,
+    ) -> "Deferred[Any]":
         if self.closed:
             from txetcd._errors import ClientClosed
 
@@ -387,9 +392,9 @@ class Client:
         # each member once; a read (it may be sent twice) once more, on a new connection
         tries = len(self._endpoints) + (1 if idempotent else 0)
 
-        def attempt(n: int) -> "Deferred[HTTPResponse]":
+        def attempt(n: int) -> "Deferred[Any]":
             url = self._endpoints[self._current % len(self._endpoints)] + target
-            d: Deferred[HTTPResponse] = self._http.request(
+            d: Deferred[Any] = self._http.request(
                 method,
                 url,
                 headers=hdrs,
@@ -398,9 +403,12 @@ class Client:
                 idempotent=idempotent,
                 exclusive=exclusive,
             )
-            d.addCallback(self._check_cluster)
-            d.addErrback(failed, n)
+            d.addCallbacks(answered, failed, errbackArgs=(n,))
             return d
+
+        def answered(response: HTTPResponse) -> Any:
+            self._check_cluster(response)
+            return response if parse is None else parse(response, not idempotent)
 
         def failed(failure: Failure, n: int) -> Any:
             err = failure.value
@@ -451,7 +459,7 @@ class Client:
         if request.query:
             target += "?" + request.query
         mutation = request.method != "GET"
-        d = self._call(
+        d: Deferred[EtcdResult] = self._call(
             method,
             target,
             body=request.body or b"",
@@ -459,11 +467,11 @@ class Client:
             idempotent=not mutation,
             timeout=self._timeout(timeout),
             exclusive=exclusive,
+            parse=_keys_result,
         )
-        result = d.addCallback(_keys_result, mutation)
         if exclusive:
-            result.addErrback(_wait_timed_out)
-        return result
+            d.addErrback(_wait_timed_out)
+        return d
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ POST, in the query string of GET and DELETE): with any other Content-Type etcd s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import quote
 
@@ -131,6 +132,14 @@ def encode_key(key: Key) -> str:
 
 def key_path(key: Key) -> str:
     """The request path for ``key``: ``/v2/keys/a%20b`` (``/v2/keys/`` for the root)."""
+    if type(key) is str or type(key) is bytes:
+        return _cached_key_path(key)
+    return KEYS_PREFIX + encode_key(key)
+
+
+@lru_cache(maxsize=4096)
+def _cached_key_path(key: Key) -> str:
+    # Keys repeat (the same config keys, locks and queues): encode each once.
     return KEYS_PREFIX + encode_key(key)
 
 

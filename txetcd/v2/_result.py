@@ -60,6 +60,10 @@ def _header(headers: Optional[Mapping[Any, Any]], name: str) -> Optional[str]:
     if not headers:
         return None
     wanted = name.lower()
+    if type(headers) is dict:  # txetcd's own clients: lower-case bytes names, joined values
+        fast = headers.get(wanted.encode("latin-1"))
+        if fast is not None:
+            return fast.decode("latin-1") if isinstance(fast, bytes) else str(fast)
     for key, value in headers.items():
         key_text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
         if key_text.lower() != wanted:
@@ -138,7 +142,7 @@ class EtcdResult:
     raw: Mapping[str, Any]
 
     def __init__(self, node: Mapping[str, Any], action: Optional[str] = None) -> None:
-        if not isinstance(node, Mapping):
+        if type(node) is not dict and not isinstance(node, Mapping):
             raise ProtocolViolation(f"a v2 node is a JSON object, not {node!r}")
         key = node.get("key")
         self.action = action
@@ -185,20 +189,22 @@ class EtcdResult:
         :class:`~txetcd.ProtocolViolation`.
         """
         data: Any = body
-        if not isinstance(body, Mapping):
+        if type(body) is not dict and not isinstance(body, Mapping):
             try:
                 data = json.loads(body)
             except ValueError:
                 if status is not None and status >= 400:
                     raise from_json(body, status) from None
                 raise ProtocolViolation(f"v2 answer is not JSON: {body[:200]!r}") from None
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise ProtocolViolation(f"v2 answer is not a JSON object: {data!r}")
         if "errorCode" in data or (status is not None and status >= 400):
             raise from_json(data, status)
         node = data.get("node")
         action = data.get("action")
-        if not isinstance(node, Mapping) or not isinstance(action, str):
+        if (type(node) is not dict and not isinstance(node, Mapping)) or not isinstance(
+            action, str
+        ):
             raise ProtocolViolation(f"v2 answer without action and node: {data!r}")
         prev = data.get("prevNode")
         cls = result_class(action, status, prev is not None)
