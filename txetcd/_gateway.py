@@ -2,8 +2,8 @@
 
 :class:`GatewayChannel` stands in for :class:`~txetcd._channel.Channel`: it takes the same
 serialised protobuf request a gRPC call would send, maps it with protobuf's JSON mapping
-(proto field names, int64 as strings, bytes as base64, enums by name) to the gateway path of
-that method (one table, :data:`ROUTES`), POSTs it through an HTTP/1.1 client
+(:mod:`txetcd._pbjson`: proto field names, int64 as strings, bytes as base64, enums by name) to
+the gateway path of that method (one table, :data:`ROUTES`), POSTs it through an HTTP/1.1 client
 (:mod:`txetcd._http1`: the lean pool, or treq with any agent), and hands back the answer
 serialised as protobuf, so the client decodes it exactly as for gRPC. Errors are translated by
 the gRPC ``code`` in the gateway's ``{"error", "code", "message"}`` body (never by HTTP status,
@@ -13,7 +13,8 @@ The retry rule is the gRPC transport's: a read whose connection broke after it w
 again (to the next endpoint, up to ``max_attempts``); a write is sent again only when it never
 left; otherwise :class:`~txetcd.OutcomeUnknown`.
 
-Streams (watch, lease keepalive loop) do not run on this transport yet.
+Watches and the lease keepalive loop run on it too (see :class:`GatewayStream` and
+:class:`GatewayKeepAliveStream`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from google.protobuf import json_format
 from twisted.internet.defer import Deferred, fail
 
 from txetcd._channel import Endpoint, parse_endpoint
@@ -34,6 +34,7 @@ from txetcd._errors import (
     error_from_status,
 )
 from txetcd._http1 import HTTP1Client, HTTPResponse
+from txetcd._pbjson import dict_to_message, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 
 __all__ = ["GatewayChannel", "ROUTES"]
@@ -91,13 +92,12 @@ _KEEPALIVE = b"/etcdserverpb.Lease/LeaseKeepAlive"
 
 def to_json(message: Any) -> bytes:
     """A protobuf message as the gateway wants it (proto names, defaults left out)."""
-    text: str = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
-    return text.encode("utf-8")
+    return message_to_json(message)
 
 
 def from_json(body: bytes, response_type: Any) -> Any:
     """The gateway's JSON answer as a protobuf message (unknown fields are ignored)."""
-    return json_format.Parse(body, response_type(), ignore_unknown_fields=True)
+    return json_to_message(body, response_type)
 
 
 def gateway_error(response: HTTPResponse, *, mutation: bool) -> EtcdError:
@@ -190,9 +190,7 @@ class GatewayChannel:
                     results = _result_lines(response.body)
                     if not results:
                         raise ValueError("no result line")
-                    message = json_format.ParseDict(
-                        results[0], response_type(), ignore_unknown_fields=True
-                    )
+                    message = dict_to_message(results[0], response_type)
                 else:
                     message = from_json(response.body, response_type)
                 value = decode(message.SerializeToString())
@@ -322,9 +320,7 @@ class GatewayStream:
             return
         data = json.loads(line)
         if "result" in data:
-            msg = json_format.ParseDict(
-                data["result"], rpc_pb2.WatchResponse(), ignore_unknown_fields=True
-            )
+            msg = dict_to_message(data["result"], rpc_pb2.WatchResponse)
             self.on_message(msg.SerializeToString())
         elif isinstance(data.get("error"), dict):
             err = data["error"]
@@ -438,9 +434,7 @@ class GatewayKeepAliveStream:
             self._end(e if isinstance(e, EtcdError) else ProtocolViolation(repr(e)))
             return
         for result in results:
-            msg = json_format.ParseDict(
-                result, rpc_pb2.LeaseKeepAliveResponse(), ignore_unknown_fields=True
-            )
+            msg = dict_to_message(result, rpc_pb2.LeaseKeepAliveResponse)
             self.on_message(msg.SerializeToString())
         if self._closing and not self._pending:
             self._end(None)
