@@ -59,14 +59,16 @@ add_module_names = False
 
 
 def _public_base(app: object, name: str, obj: object, options: object, bases: list) -> None:
-    """Show bases by their public name (``txetcd.ClientError``, not ``txetcd._errors...``)."""
+    """Show bases by their public name (``txetcd.ClientError``, not ``txetcd._errors...``; the
+    same for ``txetcd.testing`` and ``txetcd.v2``)."""
     import txetcd
     import txetcd.testing
+    import txetcd.v2
 
     for i, base in enumerate(bases):
         module = getattr(base, "__module__", "") or ""
         qualname = getattr(base, "__qualname__", "")
-        for package in (txetcd, txetcd.testing):
+        for package in (txetcd, txetcd.testing, txetcd.v2):
             if module.startswith(package.__name__ + "._") and getattr(package, qualname, None) is base:
                 bases[i] = f":py:class:`{package.__name__}.{qualname}`"
                 break
