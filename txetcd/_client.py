@@ -78,7 +78,7 @@ class Client(LeaseMethods):
 
     :param transport: ``"grpc"`` (the default: gRPC on txetcd's own HTTP/2 layer) or
         ``"gateway"`` (etcd's JSON gateway over HTTP/1.1, for proxies and load balancers that
-        only speak HTTP/1.1; KV, txn and lease calls today, no watches or keepalive loops yet).
+        only speak HTTP/1.1; every call, watches and the lease keepalive loop included).
     :param http_client: with ``transport="gateway"``: the HTTP/1.1 client to use, a treq
         ``HTTPClient`` or any ``IAgent`` (custom TLS, proxies, ``treq.testing.StubTreq``'s agent),
         or one of txetcd's own; by default a lean keep-alive pool.
@@ -123,7 +123,7 @@ class Client(LeaseMethods):
             )
         elif transport == "gateway":
             http = _http_client(http_client, reactor, connect_timeout)
-            # Duck-typed stand-in for Channel (unary calls; no streams yet).
+            # Duck-typed stand-in for Channel (unary calls, watch and keepalive streams).
             self._channel = cast(Channel, GatewayChannel(list(endpoints), reactor, http))
         else:
             raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")

@@ -54,7 +54,22 @@ EXPECTED: dict[str, list[str]] = {
         "our value is in place: False",
         "done",
     ],
+    "v2_basics.py": [
+        "set colour=blue: Created, new_key=True",
+        "set colour=green: Set, previous value 'blue'",
+        "read a missing key -> EtcdKeyNotFound, errorCode 100",
+        "test_and_set green -> red: ComparedThenSwapped",
+        "test_and_set green -> blue: EtcdCompareFailed [green != red]",
+        "colour is 'black'",
+        "queue: ['first', 'second', 'third']",
+        "watch: set /examples/v2/colour 'white'",
+        "watch: delete /examples/v2/queue None",
+        "done",
+    ],
 }
+
+#: examples of the v2 API: run against an etcd with ``--enable-v2=true`` (3.5, and 3.4 if found)
+V2_EXAMPLES = {"v2_basics.py"}
 
 
 def _env() -> dict[str, str]:
@@ -69,10 +84,19 @@ def test_every_example_has_expectations() -> None:
     assert found == sorted(EXPECTED), "add the new example's expected output to EXPECTED"
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", sorted(set(EXPECTED) - V2_EXAMPLES))
 def test_example_runs(name: str, etcd_server: EtcdServer) -> None:
+    _run_example(name, etcd_server)
+
+
+@pytest.mark.parametrize("name", sorted(V2_EXAMPLES))
+def test_v2_example_runs(name: str, etcd_v2_server: EtcdServer) -> None:
+    _run_example(name, etcd_v2_server)
+
+
+def _run_example(name: str, server: EtcdServer) -> None:
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), etcd_server.endpoint],
+        [sys.executable, str(EXAMPLES / name), server.endpoint],
         cwd=str(ROOT),
         env=_env(),
         check=False,

@@ -311,3 +311,26 @@ class aiter_items:  # noqa: N801
             return await self.it.__anext__()
         except StopAsyncIteration:
             return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_eternal_watch_as_first_call_runs_the_srv_lookup(
+    direct: Client, etcd_v2_server: EtcdServer, prefix: str
+) -> None:
+    from .test_v2_client import FakeResolver
+
+    resolver = FakeResolver(
+        {"_etcd-client._tcp.example.test": [(10, 0, etcd_v2_server.client_port, "127.0.0.1")]}
+    )
+    client = Client(srv_domain="example.test", resolver=resolver, reactor=reactor)
+    try:
+        start = await direct.set(f"{prefix}/k", "0")
+        watch = client.eternal_watch(f"{prefix}/k", index=ix(start) + 1)
+        items = aiter_items(watch)
+        await direct.set(f"{prefix}/k", "1")
+        event = await items.next()
+        assert isinstance(event, EtcdResult) and event.value == "1"
+        assert client.endpoints == [f"http://127.0.0.1:{etcd_v2_server.client_port}"]
+        watch.cancel()
+    finally:
+        await client.close()

@@ -89,6 +89,8 @@ from txetcd.v2._result import (
     parse_expiration,
     result_class,
 )
+from txetcd.v2._election import Election, EtcdLeadershipLost, LeaderObserver
+from txetcd.v2._lock import Lock
 from txetcd.v2._srv import srv_name
 from txetcd.v2._watch import EternalWatch, Resynced
 
@@ -97,6 +99,10 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "EternalWatch",
     "Resynced",
+    "Lock",
+    "Election",
+    "EtcdLeadershipLost",
+    "LeaderObserver",
     "srv_name",
     "EtcdException",
     "EtcdV2Error",

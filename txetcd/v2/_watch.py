@@ -138,6 +138,10 @@ class EternalWatch:
         if self.callback is None and len(self._queue) >= self.max_backlog:
             self._held = True  # resumed when the consumer catches up
             return
+        if self.client._needs_setup:  # SRV lookup / member discovery not done yet
+            setup = self.client._setup()
+            setup.addCallbacks(lambda _: self._poll(), self._failed)
+            return
         request = get_request(
             self.key,
             recursive=True if self.recursive else None,
@@ -157,6 +161,11 @@ class EternalWatch:
         handle.done.addCallbacks(self._ended, self._broken, errbackArgs=(handle,))
 
     def _answered(self, response: HTTPResponse) -> None:
+        try:
+            self.client._check_cluster(response)
+        except EtcdError as e:  # failed over to another cluster: nothing to resume there
+            self._finish(_failure(e))
+            return
         self._headers = response
 
     def _line(self, line: bytes) -> None:
