@@ -10,6 +10,7 @@ the public names.
 """
 
 from txetcd.v2._client import DEFAULT_TIMEOUT, Client
+from txetcd.v2._election import Election, EtcdLeadershipLost, LeaderObserver
 from txetcd.v2._errors import (
     V2_ERROR_CLASSES,
     V2_ERROR_MESSAGES,
@@ -75,6 +76,7 @@ from txetcd.v2._keys import (
     normalize_key,
     set_request,
 )
+from txetcd.v2._lock import Lock
 from txetcd.v2._result import (
     RESULT_CLASSES,
     ComparedThenDeleted,
@@ -89,8 +91,6 @@ from txetcd.v2._result import (
     parse_expiration,
     result_class,
 )
-from txetcd.v2._election import Election, EtcdLeadershipLost, LeaderObserver
-from txetcd.v2._lock import Lock
 from txetcd.v2._srv import srv_name
 from txetcd.v2._watch import EternalWatch, Resynced
 
