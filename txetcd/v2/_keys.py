@@ -17,6 +17,7 @@ POST, in the query string of GET and DELETE): with any other Content-Type etcd s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -159,10 +160,16 @@ def encode_form(params: Sequence[Tuple[str, str]]) -> str:
     Spaces become ``%20`` and ``+`` becomes ``%2B``, so nothing depends on how the reader treats
     ``+``; the text is ASCII.
     """
-    return "&".join(
-        f"{quote(name.encode('utf-8'), safe='')}={quote(value.encode('utf-8'), safe='')}"
-        for name, value in params
-    )
+    return "&".join(f"{_form_text(name)}={_form_text(value)}" for name, value in params)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+
+
+def _form_text(text: str) -> str:
+    if _UNRESERVED.fullmatch(text):  # most names and many values: nothing to escape
+        return text
+    return quote(text.encode("utf-8"), safe="")
 
 
 def _text_value(value: Union[str, bytes], what: str) -> str:

@@ -62,8 +62,8 @@ def _header(headers: Optional[Mapping[Any, Any]], name: str) -> Optional[str]:
     wanted = name.lower()
     if type(headers) is dict:  # txetcd's own clients: lower-case bytes names, joined values
         fast = headers.get(wanted.encode("latin-1"))
-        if fast is not None:
-            return fast.decode("latin-1") if isinstance(fast, bytes) else str(fast)
+        if type(fast) is bytes:
+            return fast.decode("latin-1")
     for key, value in headers.items():
         key_text = key.decode("latin-1") if isinstance(key, bytes) else str(key)
         if key_text.lower() != wanted:
