@@ -280,10 +280,17 @@ class GatewayStream:
         return True
 
     def pause(self) -> None:
-        """No-op: HTTP/1.1 gives no per-stream window to hold back."""
+        """Stop reading this watch's connection (HTTP/1.1 has no stream window: the socket's
+        TCP window holds the gateway back instead) until :meth:`resume`."""
+        self.paused = True
+        if self._handle is not None:
+            self._handle.pause()
 
     def resume(self) -> None:
-        """No-op (see :meth:`pause`)."""
+        """Read the connection again."""
+        self.paused = False
+        if self._handle is not None:
+            self._handle.resume()
 
     def cancel(self) -> None:
         """Close the stream's connection; ``on_close`` gets ``CancelledError``."""
@@ -313,6 +320,8 @@ class GatewayStream:
             body=b"\n".join(self._body),
             on_line=self._line,
         )
+        if self.paused:
+            self._handle.pause()
         self._handle.done.addCallbacks(self._done, self._failed)
 
     def _line(self, line: bytes) -> None:

@@ -144,6 +144,9 @@ class StreamHandle:
         self._response: Optional[Union[HTTPResponse, Failure]] = None
         self._response_waiters: List[Deferred[HTTPResponse]] = []
         self.ended = False
+        #: reading is paused (:meth:`pause`)
+        self.paused = False
+        self._transport: Any = None
 
     @property
     def response(self) -> "Deferred[HTTPResponse]":
@@ -159,6 +162,27 @@ class StreamHandle:
         if isinstance(self._response, Failure):
             return fail(self._response)
         return succeed(self._response)
+
+    def pause(self) -> None:
+        """Stop reading the body (back-pressure: the server's writes stall on TCP) until
+        :meth:`resume`. Lines already read are still delivered."""
+        if not self.paused:
+            self.paused = True
+            if self._transport is not None and not self.ended:
+                self._transport.pauseProducing()
+
+    def resume(self) -> None:
+        """Read the body again after :meth:`pause`."""
+        if self.paused:
+            self.paused = False
+            if self._transport is not None and not self.ended:
+                self._transport.resumeProducing()
+
+    def _reading_from(self, transport: Any) -> None:
+        """The implementation tells where the body is read from (a pausable producer)."""
+        self._transport = transport
+        if self.paused and transport is not None:
+            transport.pauseProducing()
 
     def cancel(self) -> None:
         """Close the stream's connection; ``done`` fails with ``CancelledError``."""

@@ -209,6 +209,8 @@ class _StreamExchange(_Exchange):
     def headers_received(self, status: int, headers: Dict[bytes, bytes]) -> None:
         super().headers_received(status, headers)
         self._ok = 200 <= status < 300
+        if self._ok and self.connection is not None:
+            self.handle._reading_from(self.connection.transport)
         self.handle._answered(HTTPResponse(status, headers))
 
     def body_received(self, data: bytes) -> None:

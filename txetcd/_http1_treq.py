@@ -308,6 +308,8 @@ class _StreamCall(_Call):
 
         self.reader = _LineReader(self.lines.feed, ended)
         response.deliverBody(self.reader)  # type: ignore[no-untyped-call]
+        # Twisted's body transport is a producer: pausing it stops reading the socket.
+        self.handle._reading_from(self.reader.transport)
 
     def _finish_stream(self, status: int) -> None:
         self.lines.stopped = True

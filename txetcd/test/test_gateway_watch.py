@@ -108,3 +108,51 @@ async def test_gateway_watch_resumes_exactly_once_across_resets(etcd_server: Etc
         await writer.close()
         await proxy.stop()
     assert txetcd_timers(reactor()) == []
+
+
+@pytest.mark.parametrize("http", ["pool", "treq"])
+@pytest_twisted.ensureDeferred
+async def test_gateway_slow_consumer_pauses_its_connection(
+    etcd_server: EtcdServer, http: str
+) -> None:
+    """Past max_backlog the watch's HTTP/1.1 connection stops being read (TCP back-pressure),
+    unary calls go on, and once the consumer catches up everything arrives in order."""
+    from twisted.internet import defer
+
+    http_client: Any = None
+    if http == "treq":
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        pool = HTTPConnectionPool(reactor())
+        pool.retryAutomatically = False
+        http_client = HTTPClient(Agent(reactor(), pool=pool))
+    client = Client(
+        etcd_server.endpoint, reactor=reactor(), transport="gateway", http_client=http_client
+    )
+    prefix = b"gw-backpressure/" + http.encode() + b"/"
+    gate: defer.Deferred[None] = defer.Deferred()
+    seen: List[bytes] = []
+
+    def slow(batch: Any) -> "defer.Deferred[None]":
+        seen.extend(e.value for e in batch.events)
+        return gate if len(seen) == 1 else defer.succeed(None)
+
+    try:
+        w = client.watch(prefix, prefix=True, callback=slow, max_backlog=4)
+        await w.created
+        for i in range(30):
+            await client.put(prefix + b"p", b"%02d" % i)
+        await task.deferLater(reactor(), 0.3, lambda: None)
+        (stream,) = client._watch_hub.solo  # type: ignore[union-attr]
+        gw: Any = stream.grpc
+        assert seen == [b"00"]
+        assert gw.paused and gw._handle.paused  # the connection is no longer read
+        assert gw._handle._transport is not None
+        gate.callback(None)
+        await task.deferLater(reactor(), 0.5, lambda: None)
+        assert seen == [b"%02d" % i for i in range(30)]
+        assert not gw.paused and not gw._handle.paused
+        w.cancel()
+    finally:
+        await client.close()
