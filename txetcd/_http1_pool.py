@@ -129,8 +129,12 @@ class _Exchange:
         self._status = 0
         self._headers: Dict[bytes, bytes] = {}
         self._body: List[bytes] = []
+        self.deadline = 0.0
         if timeout is not None:
-            self.timer = pool.clock.callLater(timeout, self._timed_out)
+            if exclusive:
+                self.timer = pool.clock.callLater(timeout, self._timed_out)
+            else:
+                pool._track_deadline(self, timeout)
 
     def describe(self) -> str:
         return f"{self.method.decode('ascii', 'replace')} {self.target.decode('ascii', 'replace')}"
@@ -437,6 +441,8 @@ class PoolClient:
         self._all: Set[_Connection] = set()
         self._connects: Set[Deferred[Any]] = set()
         self._close_waiters: List[Deferred[None]] = []
+        self._deadlines: Dict[float, Deque[_Exchange]] = {}
+        self._deadline_timers: Dict[float, IDelayedCall] = {}
 
     @staticmethod
     def _default_endpoint(reactor: Any, scheme: str, host: str, port: int) -> IStreamClientEndpoint:
@@ -497,6 +503,42 @@ class PoolClient:
         else:
             self._submit(ex)
         return ex.handle
+
+    # -- deadlines -----------------------------------------------------------------------------
+    def _track_deadline(self, ex: _Exchange, timeout: float) -> None:
+        """Queue ``ex`` for its deadline. Requests of one timeout expire in the order they were
+        made, so one timer per timeout value serves them all (a timer made and cancelled per
+        request costs more than the rest of a request's bookkeeping)."""
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = deque()
+        while queue and queue[0].finished:
+            queue.popleft()
+        if len(queue) >= 4096:  # an old request still waits: drop the finished ones behind it
+            queue = self._deadlines[timeout] = deque(e for e in queue if not e.finished)
+        ex.deadline = self.clock.seconds() + timeout
+        queue.append(ex)
+        if timeout not in self._deadline_timers:
+            self._deadline_timers[timeout] = self.clock.callLater(timeout, self._expire, timeout)
+
+    def _expire(self, timeout: float) -> None:
+        self._deadline_timers.pop(timeout, None)
+        now = self.clock.seconds()
+        while True:  # (a failed request's callbacks may make new ones: look again each time)
+            queue = self._deadlines.get(timeout)
+            if not queue or not (queue[0].finished or queue[0].deadline <= now):
+                break
+            ex = queue.popleft()
+            if not ex.finished:
+                ex._timed_out()
+        if timeout in self._deadline_timers or self.closed:
+            return
+        if queue:
+            self._deadline_timers[timeout] = self.clock.callLater(
+                max(0.0, queue[0].deadline - now), self._expire, timeout
+            )
+        else:
+            self._deadlines.pop(timeout, None)
 
     # -- scheduling ----------------------------------------------------------------------------
     def _host(self, key: _Key) -> _Host:
@@ -637,6 +679,11 @@ class PoolClient:
         ``ClientClosed``). Fires once no connection, connection attempt or timer is left.
         """
         self.closed = True
+        timers, self._deadline_timers = self._deadline_timers, {}
+        for timer in timers.values():
+            if timer.active():
+                timer.cancel()
+        self._deadlines.clear()
         for connecting in list(self._connects):
             connecting.cancel()
         self._connects.clear()

@@ -656,3 +656,42 @@ def _failure(d: "defer.Deferred[Any]") -> BaseException:
     assert out, "the Deferred did not fail"
     value: BaseException = out[0].value
     return value
+
+
+@needs_httptools
+@pytest_twisted.ensureDeferred
+async def test_pool_deadlines_share_one_timer_and_expire_in_order(
+    serve: Callable[..., str],
+) -> None:
+    """Requests of one timeout are timed by one timer of the pool: each fails at its own
+    deadline, finished ones are skipped, and close() leaves no timer behind."""
+    clock = task.Clock()
+    url = serve(lambda p: None)  # a server that never answers
+    pool = PoolClient(
+        SplitReactor(clock),
+        endpoint_factory=lambda r, scheme, host, port: TCP4ClientEndpoint(reactor(), host, port),
+    )
+    first = pool.request(b"GET", url, timeout=5, idempotent=True)
+    await wait_for(lambda: pool.connection_count() == 1)  # connected (real TCP), request sent
+    clock.advance(2)
+    second = pool.request(b"GET", url, timeout=5, idempotent=True)
+    third = pool.request(b"GET", url, timeout=5, idempotent=True)
+    other = pool.request(b"GET", url, timeout=9, idempotent=True)
+    await wait_for(lambda: pool.connection_count() == 4)
+    third.cancel()  # finished early: its place in the queue is skipped
+    with pytest.raises(defer.CancelledError):
+        await third
+    expiries = [c for c in clock.getDelayedCalls() if getattr(c, "func", None) == pool._expire]
+    assert len(expiries) == 2  # one timer per timeout value, not one per request
+    clock.advance(3)  # t = 5
+    assert isinstance(_failure(first), Timeout) and not second.called
+    clock.advance(2)  # t = 7
+    assert isinstance(_failure(second), Timeout) and not other.called
+    clock.advance(4)  # t = 11: 9 s after `other` was made at t = 2
+    assert isinstance(_failure(other), Timeout)
+    assert not [c for c in clock.getDelayedCalls() if getattr(c, "func", None) == pool._expire]  # none left
+    late = pool.request(b"GET", url, timeout=5, idempotent=True)
+    await pool.close()
+    with pytest.raises(ClientClosed):
+        await late
+    assert clock.getDelayedCalls() == []
