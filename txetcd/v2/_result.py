@@ -86,6 +86,15 @@ def _int_header(headers: Optional[Mapping[Any, Any]], name: str) -> Optional[int
         raise ProtocolViolation(f"header {name} is not a number: {text!r}") from None
 
 
+def _int_value(raw: Any, name: str) -> Optional[int]:
+    if type(raw) is not bytes:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProtocolViolation(f"header {name} is not a number: {raw!r}") from None
+
+
 def _opt_int(node: Mapping[str, Any], name: str) -> Optional[int]:
     value = node.get(name)
     if value is None:
@@ -144,27 +153,45 @@ class EtcdResult:
     def __init__(self, node: Mapping[str, Any], action: Optional[str] = None) -> None:
         if type(node) is not dict and not isinstance(node, Mapping):
             raise ProtocolViolation(f"a v2 node is a JSON object, not {node!r}")
-        key = node.get("key")
+        get = node.get
+        key = get("key")
+        value = get("value")
+        ttl = get("ttl")
+        created = get("createdIndex")
+        modified = get("modifiedIndex")
+        # (type() is int: JSON's true/false are bools, not indexes)
+        if (
+            (ttl is not None and type(ttl) is not int)
+            or (created is not None and type(created) is not int)
+            or (modified is not None and type(modified) is not int)
+        ):
+            for name in ("ttl", "createdIndex", "modifiedIndex"):
+                _opt_int(node, name)  # raises, naming the field
         self.action = action
-        self.key = key if isinstance(key, str) else "/"
-        self.dir = node.get("dir") is True
-        value = node.get("value")
-        self.value = value if isinstance(value, str) else None
-        self.ttl = _opt_int(node, "ttl")
-        expiration = node.get("expiration")
-        self.expiration_text = expiration if isinstance(expiration, str) else None
-        try:
-            self.expiration = (
-                parse_expiration(self.expiration_text) if self.expiration_text else None
-            )
-        except ValueError as e:
-            raise ProtocolViolation(str(e)) from None
-        self.created_index = _opt_int(node, "createdIndex")
-        self.modified_index = _opt_int(node, "modifiedIndex")
-        children = node.get("nodes") or ()
-        if not isinstance(children, (list, tuple)):
-            raise ProtocolViolation(f"v2 'nodes' is not a list: {children!r}")
-        self.nodes = tuple(EtcdResult(child) for child in children)
+        self.key = key if type(key) is str else "/"
+        self.dir = get("dir") is True
+        self.value = value if type(value) is str else None
+        self.ttl = ttl
+        self.created_index = created
+        self.modified_index = modified
+        expiration = get("expiration")
+        if expiration is None:
+            self.expiration_text = self.expiration = None
+        else:
+            self.expiration_text = expiration if isinstance(expiration, str) else None
+            try:
+                self.expiration = (
+                    parse_expiration(self.expiration_text) if self.expiration_text else None
+                )
+            except ValueError as e:
+                raise ProtocolViolation(str(e)) from None
+        children = get("nodes")
+        if children:
+            if not isinstance(children, (list, tuple)):
+                raise ProtocolViolation(f"v2 'nodes' is not a list: {children!r}")
+            self.nodes = tuple(EtcdResult(child) for child in children)
+        else:
+            self.nodes = ()
         self.prev_node = None
         self.etcd_index = self.raft_index = self.raft_term = None
         self.cluster_id = None
@@ -213,6 +240,15 @@ class EtcdResult:
         result.prev_node = EtcdResult(prev) if prev is not None else None
         result.status = status
         result.new_key = status == 201 if status is not None else cls is Created
+        if type(headers) is dict and type(headers.get(b"x-etcd-index")) is bytes:
+            # txetcd's own HTTP clients: lower-case bytes names, one bytes value each
+            get = headers.get
+            result.etcd_index = _int_value(get(b"x-etcd-index"), "X-Etcd-Index")
+            result.raft_index = _int_value(get(b"x-raft-index"), "X-Raft-Index")
+            result.raft_term = _int_value(get(b"x-raft-term"), "X-Raft-Term")
+            cluster = get(b"x-etcd-cluster-id")
+            result.cluster_id = cluster.decode("latin-1") if type(cluster) is bytes else None
+            return result
         result.etcd_index = _int_header(headers, "X-Etcd-Index")
         result.raft_index = _int_header(headers, "X-Raft-Index")
         result.raft_term = _int_header(headers, "X-Raft-Term")
