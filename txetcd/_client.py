@@ -111,6 +111,7 @@ class Client(LeaseMethods):
             raise ValueError(
                 "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
             )
+        self._gateway: Optional[GatewayChannel] = None
         if transport == "grpc":
             if http_client is not None:
                 raise TypeError("http_client is for transport='gateway'")
@@ -124,7 +125,8 @@ class Client(LeaseMethods):
         elif transport == "gateway":
             http = _http_client(http_client, reactor, connect_timeout)
             # Duck-typed stand-in for Channel (unary calls, watch and keepalive streams).
-            self._channel = cast(Channel, GatewayChannel(list(endpoints), reactor, http))
+            self._gateway = GatewayChannel(list(endpoints), reactor, http)
+            self._channel = cast(Channel, self._gateway)
         else:
             raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
         self.transport = transport
@@ -159,6 +161,10 @@ class Client(LeaseMethods):
         timeout: Any,
     ) -> "Deferred[T]":
         t = self.timeout if timeout is NOT_GIVEN else self._check_timeout(timeout)
+        if self._gateway is not None:  # hand over the message itself: nothing to serialise
+            return self._gateway.unary_message(
+                path, request, timeout=t, idempotent=idempotent, decode=decode
+            )
         return self._channel.unary(
             path,
             request.SerializeToString(),

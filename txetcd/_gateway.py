@@ -153,6 +153,29 @@ class GatewayChannel:
         decode: Callable[[bytes], Any] = bytes,
     ) -> "Deferred[Any]":
         """Send one call's serialised request; fires with ``decode`` of the serialised answer."""
+        route = ROUTES.get(path)
+        request = route[1].FromString(payload) if route is not None else None
+        return self.unary_message(
+            path,
+            request,
+            timeout=timeout,
+            idempotent=idempotent,
+            metadata=metadata,
+            decode=lambda message: decode(message.SerializeToString()),
+        )
+
+    def unary_message(
+        self,
+        path: bytes,
+        request: Any,
+        *,
+        timeout: Optional[float],
+        idempotent: bool,
+        metadata: Sequence[Tuple[bytes, bytes]] = (),
+        decode: Callable[[Any], Any],
+    ) -> "Deferred[Any]":
+        """:meth:`unary` with the request and the answer as protobuf messages (no serialising
+        on the way: the client hands over its message, and gets the answer's)."""
         if self.closed:
             return fail(ClientClosed("the client is closed"))
         route = ROUTES.get(path)
@@ -160,12 +183,16 @@ class GatewayChannel:
             return fail(
                 Unimplemented(f"{path.decode()} is not available over the JSON gateway", code=12)
             )
-        gateway_path, request_type, response_type = route
-        body = to_json(request_type.FromString(payload))
+        gateway_path, _request_type, response_type = route
+        body = to_json(request)
         headers = (
-            _JSON
-            + tuple((b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token")
-            + tuple((b"authorization", v) for k, v in metadata if k == b"token")
+            (
+                _JSON
+                + tuple((b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token")
+                + tuple((b"authorization", v) for k, v in metadata if k == b"token")
+            )
+            if metadata
+            else _JSON
         )
         result: Deferred[Any] = Deferred()
 
@@ -193,7 +220,7 @@ class GatewayChannel:
                     message = dict_to_message(results[0], response_type)
                 else:
                     message = from_json(response.body, response_type)
-                value = decode(message.SerializeToString())
+                value = decode(message)
             except EtcdError as e:
                 result.errback(e)
                 return
