@@ -689,7 +689,8 @@ async def test_pool_deadlines_share_one_timer_and_expire_in_order(
     assert isinstance(_failure(second), Timeout) and not other.called
     clock.advance(4)  # t = 11: 9 s after `other` was made at t = 2
     assert isinstance(_failure(other), Timeout)
-    assert not [c for c in clock.getDelayedCalls() if getattr(c, "func", None) == pool._expire]  # none left
+    left = [c for c in clock.getDelayedCalls() if getattr(c, "func", None) == pool._expire]
+    assert left == []  # the queues are empty: no deadline timer is left
     late = pool.request(b"GET", url, timeout=5, idempotent=True)
     await pool.close()
     with pytest.raises(ClientClosed):
