@@ -210,9 +210,47 @@ def message_to_dict(message: Any) -> Dict[str, Any]:
         return result
 
 
+def _json_text(message: Any) -> str:
+    """``message`` written as compact JSON directly (no dict, no encoder pass)."""
+    plan = _plan(message.DESCRIPTOR)
+    parts = []
+    for fd, value in message.ListFields():
+        name, kind, repeated, _ = plan.write[fd.number]
+        if repeated:
+            items = [_json_value(fd, kind, v) for v in value]
+            parts.append(f'"{name}":[{",".join(items)}]')
+        else:
+            parts.append(f'"{name}":{_json_value(fd, kind, value)}')
+    return "{" + ",".join(parts) + "}"
+
+
+def _json_value(fd: FieldDescriptor, kind: int, value: Any) -> str:
+    if kind == _KBYTES:
+        return '"' + _b64encode(value) + '"'
+    if kind == _KINT64:
+        return f'"{value}"'
+    if kind == _KMSG:
+        return _json_text(value)
+    if kind == _KENUM:
+        enum = fd.enum_type
+        assert enum is not None
+        known = enum.values_by_number.get(value)
+        return f'"{known.name}"' if known is not None else str(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        return str(value)
+    return json.dumps(value)  # text (escaped) and floats
+
+
 def message_to_json(message: Any) -> bytes:
     """``message`` as compact JSON bytes."""
-    return json.dumps(message_to_dict(message), separators=(",", ":")).encode("utf-8")
+    try:
+        return _json_text(message).encode("utf-8")
+    except _Unsupported:
+        return json.dumps(message_to_dict(message), separators=(",", ":")).encode("utf-8")
 
 
 # -- reading --------------------------------------------------------------------------------------

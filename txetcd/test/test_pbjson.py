@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -127,6 +128,7 @@ def test_same_as_json_format(message: Any) -> None:
     assert message_to_dict(message) == expected
     assert dict_to_message(expected, type(message)) == message
     assert json_to_message(message_to_json(message), type(message)) == message
+    assert json.loads(message_to_json(message)) == expected
     camel = json_format.MessageToDict(message)  # lowerCamelCase names are read too
     assert dict_to_message(camel, type(message)) == message
 
