@@ -332,43 +332,13 @@ class Client:
 
     # -- the one request path ------------------------------------------------------------------
 
-    def _call(
-        self,
-        method: bytes,
-        target: str,
-        *,
-        body: bytes = b"",
-        headers: Optional[Tuple[Tuple[bytes, bytes], ...]] = None,
-        idempotent: bool,
-        timeout: Optional[float],
-        exclusive: bool = False,
-        parse: Optional[Callable[[HTTPResponse, bool], Any]] = None,
-    ) -> "Deferred[Any]":
+    def _call(self, method: bytes, target: str, **options: Any) -> "Deferred[Any]":
         """Send one request (``target`` = path and query), failing over when safe; fires with
-        the answer, or ``parse(answer, mutation)``."""
+        the answer, or ``parse(answer, mutation)``. Options: those of :meth:`_call_now`. The
+        SRV lookup and member discovery run first when they have not yet."""
         if self._needs_setup:
-            return self._setup().addCallback(
-                lambda _: self._call_now(
-                    method,
-                    target,
-                    body=body,
-                    headers=headers,
-                    idempotent=idempotent,
-                    timeout=timeout,
-                    exclusive=exclusive,
-                    parse=parse,
-                )
-            )
-        return self._call_now(
-            method,
-            target,
-            body=body,
-            headers=headers,
-            idempotent=idempotent,
-            timeout=timeout,
-            exclusive=exclusive,
-            parse=parse,
-        )
+            return self._setup().addCallback(lambda _: self._call_now(method, target, **options))
+        return self._call_now(method, target, **options)
 
     def _call_now(
         self,
@@ -445,6 +415,13 @@ class Client:
                 )
         return response
 
+    def _target(self, request: V2Request) -> str:
+        """The request's path and query under ``version_prefix`` (``/v2`` in the builders)."""
+        target = request.path
+        if self.version_prefix != "/v2":
+            target = self.version_prefix + target[len("/v2") :]
+        return target + "?" + request.query if request.query else target
+
     def _timeout(self, timeout: Any) -> Optional[float]:
         return self.read_timeout if timeout is DEFAULT_TIMEOUT else _check_timeout(timeout)
 
@@ -453,11 +430,7 @@ class Client:
     ) -> "Deferred[EtcdResult]":
         """Send a keys request; fires with its typed result or fails with its v2 error."""
         method = request.method.encode("ascii")
-        target = (
-            self.version_prefix + request.path[3:] if self.version_prefix != "/v2" else request.path
-        )
-        if request.query:
-            target += "?" + request.query
+        target = self._target(request)
         mutation = request.method != "GET"
         d: Deferred[EtcdResult] = self._call(
             method,
@@ -891,12 +864,7 @@ class Client:
 
     def _stream(self, request: V2Request, on_line: Callable[[bytes], None]) -> Any:
         """A keys GET as a stream on its own connection (headers early, body by lines)."""
-        target = request.path
-        if self.version_prefix != "/v2":
-            target = self.version_prefix + target[3:]
-        if request.query:
-            target += "?" + request.query
-        url = self.base_uri + target
+        url = self.base_uri + self._target(request)
         return self._http.stream(b"GET", url, headers=self._headers, on_line=on_line)
 
     # -- closing -------------------------------------------------------------------------------

@@ -12,8 +12,7 @@ or not) who wants to know who leads.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Callable, Deque, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IDelayedCall
@@ -32,6 +31,7 @@ from txetcd.v2._errors import (
     EtcdWatcherCleared,
     EtcdWatchTimedOut,
 )
+from txetcd.v2._feed import ItemFeed
 from txetcd.v2._keys import normalize_key
 from txetcd.v2._lock import (
     _fail,
@@ -452,10 +452,7 @@ class _Campaign:
         self.election._campaign_over(self)
 
 
-_END = object()
-
-
-class LeaderObserver:
+class LeaderObserver(ItemFeed):
     """The leader's value, now and after each change: ``async for value in observer`` (or a
     ``callback``). ``None`` means nobody leads.
 
@@ -476,15 +473,12 @@ class LeaderObserver:
     ) -> None:
         self.client = client
         self.key = key
-        self.callback = callback
+        self._init_feed(callback, "observer")
         self.current: Optional[str] = None
         self.ended = False
         self._delivered = False
         self._watch: Optional[EternalWatch] = None
         self._done: Signal[None] = Signal()
-        self._queue: Deque[Any] = deque()
-        self._waiter: Optional[Deferred[Any]] = None
-        self._end_result: Optional[Failure] = None
         self._reading: Optional[Deferred[EtcdResult]] = client.read(key, quorum=True)
         self._reading.addCallbacks(self._read, self._read_failed)
 
@@ -533,55 +527,22 @@ class LeaderObserver:
         if self.ended or (self._delivered and value == self.current):
             return
         self._delivered, self.current = True, value
-        if self.callback is not None:
-            try:
-                self.callback(value)
-            except Exception:
-                self._finish(_failure())
-            return
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.callback(value)
-        else:
-            self._queue.append(value)
+        self._feed(value)
 
-    def __aiter__(self) -> "LeaderObserver":
-        if self.callback is not None:
-            raise TypeError("this observer delivers to its callback; it cannot be iterated")
-        return self
-
-    async def __anext__(self) -> Optional[str]:
-        if self._queue:
-            item = self._queue.popleft()
-        elif self.ended:
-            item = _END
-        else:
-            self._waiter = Deferred()
-            item = await self._waiter
-        if item is _END:
-            if self._end_result is not None:
-                self.done.addErrback(lambda _: None)  # raised here: observed
-                self._end_result.raiseException()
-            raise StopAsyncIteration
-        assert item is None or isinstance(item, str)
-        return item
+    def _end_raised(self) -> None:
+        self.done.addErrback(lambda _: None)  # raised to the consumer: handled
 
     def _finish(self, result: Optional[Failure]) -> None:
         if self.ended:
             return
         self.ended = True
-        self._end_result = result
         reading, self._reading = self._reading, None
         if reading is not None:
             reading.cancel()
         watch, self._watch = self._watch, None
         if watch is not None:
             watch.cancel()
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.callback(_END)
-        else:
-            self._queue.append(_END)
+        self._feed_end(result)
         self._done.fire(None if result is None else result)
 
     def cancel(self) -> None:

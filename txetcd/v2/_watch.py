@@ -18,8 +18,7 @@ at the first matching event at or after ``waitIndex``. So:
 from __future__ import annotations
 
 import random
-from collections import deque
-from typing import Any, Callable, Deque, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -35,6 +34,7 @@ from txetcd.v2._errors import (
     EtcdWatcherCleared,
     from_json,
 )
+from txetcd.v2._feed import ItemFeed
 from txetcd.v2._keys import Key, get_request, normalize_key
 from txetcd.v2._result import EtcdResult
 
@@ -63,10 +63,8 @@ class Resynced(NamedTuple):
 
 Item = Union[EtcdResult, Resynced]
 
-_END = object()
 
-
-class EternalWatch:
+class EternalWatch(ItemFeed):
     """A v2 watch that runs until cancelled (see the module docstring).
 
     Use it with ``async for item in watch`` or give ``callback``; items are
@@ -104,7 +102,7 @@ class EternalWatch:
             raise ValueError(f"index must be an int >= 1, not {index!r}")
         self.next_index: Optional[int] = index
         self.recursive = bool(recursive)
-        self.callback = callback
+        self._init_feed(callback, "watch")
         timeout = poll_timeout if poll_timeout is not None else client.read_timeout
         self.poll_timeout: float = float(timeout) if timeout else 60.0
         if max_backlog < 1:
@@ -124,8 +122,6 @@ class EternalWatch:
         self._retry: Optional[IDelayedCall] = None
         self._headers: Optional[HTTPResponse] = None
         self._got_event = False
-        self._queue: Deque[Any] = deque()
-        self._waiter: Optional[Deferred[Any]] = None
         self._held = False
         self._poll()
 
@@ -284,50 +280,22 @@ class EternalWatch:
     # -- delivery ------------------------------------------------------------------------------
 
     def _deliver(self, item: Item) -> None:
-        if self.callback is not None:
-            try:
-                self.callback(item)
-            except Exception:
-                self._finish(_failure())
-            return
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.callback(item)
-        else:
-            self._queue.append(item)
+        self._feed(item)
 
-    def __aiter__(self) -> "EternalWatch":
-        if self.callback is not None:
-            raise TypeError("this watch delivers to its callback; it cannot be iterated")
-        return self
+    def _consumed(self) -> None:
+        if self._held and len(self._queue) < self.max_backlog:
+            self._held = False
+            self._poll()
 
-    async def __anext__(self) -> Item:
-        if self._queue:
-            item = self._queue.popleft()
-            if self._held and len(self._queue) < self.max_backlog:
-                self._held = False
-                self._poll()
-        elif self.ended:
-            item = _END
-        else:
-            self._waiter = Deferred()
-            item = await self._waiter
-        if item is _END:
-            if self.done.called and isinstance(self._end_result, Failure):
-                self._end_result.raiseException()
-            raise StopAsyncIteration
-        assert isinstance(item, (EtcdResult, Resynced))
-        return item
+    def _end_raised(self) -> None:
+        self.done.addErrback(lambda _: None)  # raised to the consumer: handled
 
     # -- ending --------------------------------------------------------------------------------
-
-    _end_result: Union[None, Failure] = None
 
     def _finish(self, result: Optional[Failure]) -> None:
         if self.ended:
             return
         self.ended = True
-        self._end_result = result
         self._stop_timer()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
@@ -335,11 +303,7 @@ class EternalWatch:
         handle, self._handle = self._handle, None
         if handle is not None:
             handle.cancel()
-        if self._waiter is not None:
-            waiter, self._waiter = self._waiter, None
-            waiter.callback(_END)
-        else:
-            self._queue.append(_END)
+        self._feed_end(result)
         if result is None:
             self.done.callback(None)
         else:
