@@ -33,7 +33,7 @@ from txetcd.v2._errors import (
 )
 from txetcd.v2._feed import ItemFeed
 from txetcd.v2._keys import normalize_key
-from txetcd.v2._lock import (
+from txetcd.v2._refresh import (
     _fail,
     _Refresher,
     backoff,
