@@ -69,7 +69,10 @@ def _public_base(app: object, name: str, obj: object, options: object, bases: li
         module = getattr(base, "__module__", "") or ""
         qualname = getattr(base, "__qualname__", "")
         for package in (txetcd, txetcd.testing, txetcd.v2):
-            if module.startswith(package.__name__ + "._") and getattr(package, qualname, None) is base:
+            if (
+                module.startswith(package.__name__ + "._")
+                and getattr(package, qualname, None) is base
+            ):
                 bases[i] = f":py:class:`{package.__name__}.{qualname}`"
                 break
 

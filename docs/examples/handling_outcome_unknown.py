@@ -74,8 +74,10 @@ async def set_if_unchanged(client, key, mod_revision, value, first_timeout=None)
             return True
         current = result.responses[0].kv
         if current is not None and current.value == value:
-            print(f"  attempt {attempt}: the compare failed because an earlier attempt "
-                  f"was applied (at revision {current.mod_revision})")
+            print(
+                f"  attempt {attempt}: the compare failed because an earlier attempt "
+                f"was applied (at revision {current.mod_revision})"
+            )
             return True
         print(f"  attempt {attempt}: another writer changed the key first")
         return False
@@ -103,7 +105,9 @@ async def main(reactor, endpoint):
         print(f"   the key was written {final.kv.version - 1} more time(s) after version 1")
 
         print("3. a writer that lost the race")
-        ok = await set_if_unchanged(client, key, start.header.revision, b"version 2 from someone late")
+        ok = await set_if_unchanged(
+            client, key, start.header.revision, b"version 2 from someone late"
+        )
         print(f"   our value is in place: {ok}")
 
         await client.delete_prefix(PREFIX)

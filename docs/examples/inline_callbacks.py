@@ -37,8 +37,7 @@ def main(reactor, endpoint):
             success=[Put(PREFIX + b"mode", b"red")],
             failure=[Get(PREFIX + b"mode")],
         )
-        print(f"same txn again: succeeded={txn.succeeded}, "
-              f"mode is {txn.responses[0].value!r}")
+        print(f"same txn again: succeeded={txn.succeeded}, mode is {txn.responses[0].value!r}")
 
         deleted = yield client.delete_prefix(PREFIX)
         print(f"deleted {deleted.deleted} key")

@@ -30,20 +30,28 @@ async def main(reactor, endpoint):
         # get: .value and .kv are the first key, or None
         got = await client.get(PREFIX + b"colour")
         kv = got.kv
-        print(f"get colour -> {got.value!r}, version {kv.version}, "
-              f"created at {kv.create_revision}, modified at {kv.mod_revision}")
+        print(
+            f"get colour -> {got.value!r}, version {kv.version}, "
+            f"created at {kv.create_revision}, modified at {kv.mod_revision}"
+        )
         missing = await client.get(PREFIX + b"nothing-here")
-        print(f"get a missing key -> kvs={missing.kvs}, value={missing.value}, count={missing.count}")
+        print(
+            f"get a missing key -> kvs={missing.kvs}, value={missing.value}, count={missing.count}"
+        )
 
         # a read of the past: the key as it was at the first put's revision
         old = await client.get(PREFIX + b"colour", revision=first.header.revision)
-        print(f"colour at revision {first.header.revision} -> {old.value!r} "
-              f"(the header still says {old.header.revision})")
+        print(
+            f"colour at revision {first.header.revision} -> {old.value!r} "
+            f"(the header still says {old.header.revision})"
+        )
 
         # get_prefix with a limit: count is the whole range, more says the list was cut
         page = await client.get_prefix(PREFIX, limit=2)
-        print(f"first page: {[kv.key.decode() for kv in page.kvs]}, "
-              f"more={page.more}, count={page.count}")
+        print(
+            f"first page: {[kv.key.decode() for kv in page.kvs]}, "
+            f"more={page.more}, count={page.count}"
+        )
 
         # sorting by value, descending; keys only; count only
         by_value = await client.get_prefix(PREFIX, sort_order="descend", sort_target="value")

@@ -40,7 +40,7 @@ async def increment(client, key):
         result = await client.txn(
             compare=[ModRevision(key) == kv.mod_revision],  # nobody wrote since we read
             success=[Put(key, b"%d" % value)],
-            failure=[Get(key)],                             # else: read it again, same round trip
+            failure=[Get(key)],  # else: read it again, same round trip
         )
         if result.succeeded:
             return value, retries
@@ -62,8 +62,10 @@ async def main(reactor, endpoint):
             [defer.ensureDeferred(increment(client, COUNTER)) for _ in range(10)]
         )
         final = await client.get(COUNTER)
-        print(f"ten concurrent increments returned {sorted(v for v, _ in results)}, "
-              f"going around again {sum(r for _, r in results)} times in all")
+        print(
+            f"ten concurrent increments returned {sorted(v for v, _ in results)}, "
+            f"going around again {sum(r for _, r in results)} times in all"
+        )
         print(f"counter is {int(final.value)}")
         assert int(final.value) == 10
 

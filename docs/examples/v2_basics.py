@@ -29,8 +29,10 @@ async def main(reactor, endpoint):
         created = await client.set(DIR + "/colour", "blue")
         print(f"set colour=blue: {type(created).__name__}, new_key={created.new_key}")
         replaced = await client.set(DIR + "/colour", "green")
-        print(f"set colour=green: {type(replaced).__name__}, "
-              f"previous value {replaced.prev_node.value!r}")
+        print(
+            f"set colour=green: {type(replaced).__name__}, "
+            f"previous value {replaced.prev_node.value!r}"
+        )
 
         # read; a missing key is an error, as in python-etcd
         got = await client.read(DIR + "/colour")

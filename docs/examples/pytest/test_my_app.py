@@ -16,7 +16,7 @@ async def claim(client, key, owner):
 
 @pytest_twisted.ensureDeferred
 async def test_first_claim_wins(etcd_client, etcd_prefix):
-    key = etcd_prefix + b"leader"          # b"test/test_first_claim_wins/leader"
+    key = etcd_prefix + b"leader"  # b"test/test_first_claim_wins/leader"
     assert await claim(etcd_client, key, b"me")
     assert not await claim(etcd_client, key, b"you")
     assert (await etcd_client.get(key)).value == b"me"
@@ -33,12 +33,12 @@ def test_inline_callbacks_style(etcd_client, etcd_prefix):
 async def test_survives_an_etcd_restart(etcd_server_private):
     from twisted.internet import reactor
 
-    server = etcd_server_private           # this test's own etcd: kill it at will
+    server = etcd_server_private  # this test's own etcd: kill it at will
     client = Client(server.endpoint, reactor=reactor, timeout=5)
     try:
         await client.put(b"k", b"v")
-        server.kill()                      # SIGKILL; the data directory stays
-        server.start()                     # same ports, same data
+        server.kill()  # SIGKILL; the data directory stays
+        server.start()  # same ports, same data
         assert (await client.get(b"k")).value == b"v"
     finally:
         await client.close()
