@@ -34,6 +34,7 @@ from txetcd._errors import (
     error_from_status,
 )
 from txetcd._http1 import HTTP1Client, HTTPResponse
+from txetcd._kvjson import DIRECT, Fallback
 from txetcd._pbjson import dict_to_message, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 
@@ -98,6 +99,21 @@ def to_json(message: Any) -> bytes:
 def from_json(body: bytes, response_type: Any) -> Any:
     """The gateway's JSON answer as a protobuf message (unknown fields are ignored)."""
     return json_to_message(body, response_type)
+
+
+def decode_direct(
+    body: bytes,
+    response_type: Any,
+    decode: Callable[[Any], Any],
+    direct: Callable[[Any], Any],
+) -> Any:
+    """``decode(from_json(body, response_type))``, made by ``direct`` from the JSON itself when
+    it can (:mod:`txetcd._kvjson`: no protobuf message in between)."""
+    data = json.loads(body)
+    try:
+        return direct(data)
+    except Fallback:
+        return decode(dict_to_message(data, response_type))
 
 
 def gateway_error(response: HTTPResponse, *, mutation: bool) -> EtcdError:
@@ -194,9 +210,11 @@ class GatewayChannel:
             if metadata
             else _JSON
         )
-        result: Deferred[Any] = Deferred()
+        direct = DIRECT.get(decode)
 
-        def attempt(n: int) -> None:
+        # One Deferred per attempt, the answer decoded in its callback: cancelling it cancels
+        # the request, and a second attempt is chained to the first.
+        def attempt(n: int) -> "Deferred[Any]":
             endpoint = self.endpoints[self._index % len(self.endpoints)]
             d = self.http.request(
                 b"POST",
@@ -206,40 +224,34 @@ class GatewayChannel:
                 timeout=timeout,
                 idempotent=idempotent,
             )
-            d.addCallbacks(answered, failed, errbackArgs=(n,))
+            return d.addCallbacks(answered, failed, errbackArgs=(n,))
 
-        def answered(response: HTTPResponse) -> None:
+        def answered(response: HTTPResponse) -> Any:
             if response.status != 200:
-                result.errback(gateway_error(response, mutation=not idempotent))
-                return
+                raise gateway_error(response, mutation=not idempotent)
             try:
                 if path in _LINES:
                     results = _result_lines(response.body)
                     if not results:
                         raise ValueError("no result line")
-                    message = dict_to_message(results[0], response_type)
-                else:
-                    message = from_json(response.body, response_type)
-                value = decode(message)
-            except EtcdError as e:
-                result.errback(e)
-                return
+                    return decode(dict_to_message(results[0], response_type))
+                if direct is not None:
+                    return decode_direct(response.body, response_type, decode, direct)
+                return decode(from_json(response.body, response_type))
+            except EtcdError:
+                raise
             except Exception as e:
-                result.errback(ProtocolViolation(f"could not decode the gateway's answer: {e!r}"))
-                return
-            result.callback(value)
+                raise ProtocolViolation(f"could not decode the gateway's answer: {e!r}") from None
 
-        def failed(failure: Any, n: int) -> None:
+        def failed(failure: Any, n: int) -> Any:
             err = failure.value
             if isinstance(err, ConnectionFailed) and not self.closed and n < self.max_attempts:
                 # Not sent at all, or a read: safe to send again, on the next endpoint.
                 self._index += 1
-                attempt(n + 1)
-                return
-            result.errback(failure)
+                return attempt(n + 1)
+            return failure
 
-        attempt(1)
-        return result
+        return attempt(1)
 
     #: one request body per stream: nothing can be added once it is sent (see etcd-api 5.6)
     half_duplex = True

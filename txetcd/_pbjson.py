@@ -60,7 +60,8 @@ def _b64encode(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def _b64decode(value: Any) -> bytes:
+def b64decode_text(value: Any) -> bytes:
+    """JSON's base64 text (standard or URL-safe alphabet, padding optional) as bytes."""
     if not isinstance(value, str):
         raise ValueError(f"expected base64 text, not {value!r}")
     text = value.replace("-", "+").replace("_", "/")
@@ -132,7 +133,7 @@ def _plan(descriptor: Descriptor) -> _Plan:
                 raise _Unsupported(descriptor.full_name)
             kind, convert = _KMSG, _identity
         elif fd.type == FieldDescriptor.TYPE_BYTES:
-            kind, convert = _KBYTES, _b64decode
+            kind, convert = _KBYTES, b64decode_text
         elif fd.type in _INT64:
             kind, convert = _KINT64, _int64
         elif fd.type in _INT32:
