@@ -103,6 +103,25 @@ def _tls_refused(reason: Failure) -> bool:
 class _Exchange:
     """One request on the pool: its deadline, where it is, and how it ends."""
 
+    __slots__ = (
+        "pool",
+        "key",
+        "method",
+        "target",
+        "data",
+        "idempotent",
+        "exclusive",
+        "written",
+        "finished",
+        "connection",
+        "deferred",
+        "timer",
+        "_status",
+        "_headers",
+        "_body",
+        "deadline",
+    )
+
     def __init__(
         self,
         pool: "PoolClient",
@@ -195,6 +214,8 @@ class _Exchange:
 
 class _StreamExchange(_Exchange):
     """A streaming request: its answer goes to a :class:`StreamHandle` line by line."""
+
+    __slots__ = ("handle", "lines", "_ok")
 
     def __init__(
         self,
@@ -312,8 +333,11 @@ class _Connection(TwistedProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        old = self._headers.get(name)
-        self._headers[name] = value if old is None else old + b", " + value
+        headers = self._headers
+        if name in headers:
+            headers[name] += b", " + value
+        else:
+            headers[name] = value
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
