@@ -81,9 +81,9 @@ def check_int(value: object, what: str, *, minimum: Optional[int] = 0) -> int:
 
 
 def check_bool(value: object, what: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{what} must be a bool, not {type(value).__name__}")
-    return value
+    if value is False or value is True:
+        return value
+    raise TypeError(f"{what} must be a bool, not {type(value).__name__}")
 
 
 def _enum(value: object, enum: Any, what: str) -> int:
@@ -146,12 +146,14 @@ def range_request(
         req.limit = check_int(limit, "limit")
     if revision:
         req.revision = check_int(revision, "revision")
-    order = _enum(sort_order, SortOrder, "sort_order")
-    target = _enum(sort_target, SortTarget, "sort_target")
-    if order:
-        req.sort_order = order
-    if target:
-        req.sort_target = target
+    if sort_order is not SortOrder.NONE:
+        order = _enum(sort_order, SortOrder, "sort_order")
+        if order:
+            req.sort_order = order
+    if sort_target is not SortTarget.KEY:
+        target = _enum(sort_target, SortTarget, "sort_target")
+        if target:
+            req.sort_target = target
     if check_bool(serializable, "serializable"):
         req.serializable = True
     if check_bool(keys_only, "keys_only"):

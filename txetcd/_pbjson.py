@@ -60,15 +60,32 @@ def _b64encode(value: bytes) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
+def _strict_a2b() -> Callable[[str], bytes]:
+    """A validating base64 decoder: ``a2b_base64`` in strict mode where there is one (3.11+),
+    else ``b64decode(validate=True)`` (the same answers, at twice the cost)."""
+    try:
+        binascii.a2b_base64("", strict_mode=True)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:  # pragma: no cover - Python < 3.11
+        return lambda text: base64.b64decode(text, validate=True)
+    return lambda text: binascii.a2b_base64(text, strict_mode=True)  # type: ignore[call-arg,unused-ignore]
+
+
+_a2b = _strict_a2b()
+
+
 def b64decode_text(value: Any) -> bytes:
     """JSON's base64 text (standard or URL-safe alphabet, padding optional) as bytes."""
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise ValueError(f"expected base64 text, not {value!r}")
-    text = value.replace("-", "+").replace("_", "/")
-    text += "=" * (-len(text) % 4)
+    text = value
+    if "-" in text or "_" in text:
+        text = text.replace("-", "+").replace("_", "/")
+    pad = -len(text) % 4
+    if pad:
+        text += "=" * pad
     try:
-        return base64.b64decode(text, validate=True)
-    except binascii.Error as e:
+        return _a2b(text)
+    except ValueError as e:  # binascii.Error, or text that is not ASCII
         raise ValueError(f"bad base64 {value!r}: {e}") from None
 
 
