@@ -35,7 +35,7 @@ from txetcd._errors import (
 )
 from txetcd._http1 import HTTP1Client, HTTPResponse
 from txetcd._kvjson import DIRECT, Fallback
-from txetcd._pbjson import dict_to_message, json_to_message, message_to_json
+from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 
 __all__ = ["GatewayChannel", "ROUTES"]
@@ -109,7 +109,7 @@ def decode_direct(
 ) -> Any:
     """``decode(from_json(body, response_type))``, made by ``direct`` from the JSON itself when
     it can (:mod:`txetcd._kvjson`: no protobuf message in between)."""
-    data = json.loads(body)
+    data = json_loads(body)
     try:
         return direct(data)
     except Fallback:

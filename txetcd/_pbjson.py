@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple, Union
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -271,6 +271,23 @@ def message_to_json(message: Any) -> bytes:
         return json.dumps(message_to_dict(message), separators=(",", ":")).encode("utf-8")
 
 
+_scan = json.JSONDecoder().raw_decode
+
+
+def json_loads(body: Union[bytes, str]) -> Any:
+    """``json.loads(body)``, quicker for the usual UTF-8 object: one scan, no encoding guess and
+    no whitespace regexes. Anything unusual (a BOM, other encodings, leading whitespace, bad
+    JSON) goes to ``json.loads`` itself, which gives the same value or the same error."""
+    try:
+        text: str = body.decode("utf-8") if isinstance(body, bytes) else body
+        value, end = _scan(text)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+        return json.loads(body)
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        return json.loads(body)  # extra data: raises
+    return value
+
+
 # -- reading --------------------------------------------------------------------------------------
 
 
@@ -337,4 +354,4 @@ def dict_to_message(data: Any, message_type: Any) -> Any:
 
 def json_to_message(body: bytes, message_type: Any) -> Any:
     """A new ``message_type`` from JSON ``body``. :raises ValueError: bad JSON or shape."""
-    return dict_to_message(json.loads(body), message_type)
+    return dict_to_message(json_loads(body), message_type)

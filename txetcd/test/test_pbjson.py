@@ -10,7 +10,13 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txetcd._pbjson import dict_to_message, json_to_message, message_to_dict, message_to_json
+from txetcd._pbjson import (
+    dict_to_message,
+    json_loads,
+    json_to_message,
+    message_to_dict,
+    message_to_json,
+)
 from txetcd._proto import kv_pb2, rpc_pb2
 
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -151,3 +157,35 @@ def test_reading_is_lenient_like_protobuf() -> None:
     for bad in ({"count": "x"}, {"kvs": {}}, {"more": "yes"}, {"kvs": [{"key": "%%"}]}):
         with pytest.raises(ValueError):
             dict_to_message(bad, rpc_pb2.RangeResponse)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+def _loads_or_error(body: Any) -> Any:
+    try:
+        return ("value", json.loads(body))
+    except ValueError as e:
+        return ("error", type(e))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    json_values,
+    st.sampled_from(["", " ", "\n", "\t\r\n "]),
+    st.sampled_from(["", " ", "\n", "x", "\x0b", "1", "{}"]),
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "str"]),
+)
+def test_json_loads_is_json_loads(value: Any, before: str, after: str, encoding: str) -> None:
+    text = before + json.dumps(value, ensure_ascii=False) + after
+    body: Any = text if encoding == "str" else text.encode(encoding)
+    expected = _loads_or_error(body)
+    try:
+        got: Any = ("value", json_loads(body))
+    except ValueError as e:
+        got = ("error", type(e))
+    assert got == expected

@@ -8,12 +8,12 @@ whose class says what happened: :class:`Got`, :class:`Set`, :class:`Created`, :c
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Type, Union
 
 from txetcd._errors import ProtocolViolation
+from txetcd._pbjson import json_loads
 from txetcd.v2._errors import from_json
 
 __all__ = [
@@ -218,7 +218,7 @@ class EtcdResult:
         data: Any = body
         if type(body) is not dict and not isinstance(body, Mapping):
             try:
-                data = json.loads(body)
+                data = json_loads(body)
             except ValueError:
                 if status is not None and status >= 400:
                     raise from_json(body, status) from None
