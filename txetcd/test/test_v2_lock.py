@@ -18,7 +18,13 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 
 from txetcd.testing import EtcdServer
-from txetcd.v2 import Client, EtcdCompareFailed, EtcdKeyNotFound, EtcdLockExpired
+from txetcd.v2 import (
+    Client,
+    EtcdCompareFailed,
+    EtcdConnectionFailed,
+    EtcdKeyNotFound,
+    EtcdLockExpired,
+)
 from txetcd.v2._lock import Lock
 
 MakeClient = Callable[..., Client]
@@ -408,3 +414,31 @@ async def test_queued_key_lost_fails_acquire(make_client: MakeClient) -> None:
     assert not queued.is_acquired and queued.key is None
     await holder.release()
     assert clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_listing_that_gets_no_answer_is_retried(make_client: MakeClient) -> None:
+    clock = task.Clock()
+    client = make_client(clock=clock)
+    real_read = client.read
+    failed: List[str] = []
+
+    def read_failing_once(key: str, **kwargs: Any) -> "defer.Deferred[Any]":
+        if not failed:  # the first listing of the queue gets no answer
+            failed.append(key)
+            return defer.fail(EtcdConnectionFailed("no answer"))
+        return real_read(key, **kwargs)
+
+    client.read = read_failing_once  # type: ignore[method-assign,assignment]
+    lock = Lock(client, "relist", ttl=30)
+    acquiring = lock.acquire()
+    await eventually(lambda: succeed_with(bool(failed)))
+    assert failed == [lock.path] and not acquiring.called
+    clock.advance(0.05)  # the first retry's backoff
+    assert await within(acquiring) is True and lock.is_acquired
+    await lock.release()
+    assert clock.getDelayedCalls() == []
+
+
+async def succeed_with(value: bool) -> bool:
+    return value

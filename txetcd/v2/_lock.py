@@ -404,7 +404,9 @@ class _Acquisition:
             return
         d = self.client.read(self.lock.path, sorted=True, quorum=True if quorum else None)
         self._pending = d
-        d.addCallbacks(self._listed, self._list_failed, callbackArgs=(quorum,))
+        d.addCallbacks(
+            self._listed, self._list_failed, callbackArgs=(quorum,), errbackArgs=(quorum,)
+        )
 
     def _listed(self, listing: EtcdResult, quorum: bool) -> None:
         self._pending = None
