@@ -315,12 +315,10 @@ class Client:
                 self.srv_domain, self.protocol, resolver=self._resolver
             )
         if self.allow_reconnect:
-            response = await self._call_now(
-                b"GET",
-                self.version_prefix + "/machines",
-                idempotent=True,
-                timeout=self.read_timeout,
-            )
+            machines = self.version_prefix + "/machines"
+            response = await _Call(
+                self, b"GET", machines, b"", self._headers, True, self.read_timeout, False, None
+            ).start()  # not self._call: this is the setup
             if response.status == 200:
                 for url in response.body.decode("utf-8", "replace").split(","):
                     url = url.strip().rstrip("/")
@@ -332,15 +330,7 @@ class Client:
 
     # -- the one request path ------------------------------------------------------------------
 
-    def _call(self, method: bytes, target: str, **options: Any) -> "Deferred[Any]":
-        """Send one request (``target`` = path and query), failing over when safe; fires with
-        the answer, or ``parse(answer, mutation)``. Options: those of :meth:`_call_now`. The
-        SRV lookup and member discovery run first when they have not yet."""
-        if self._needs_setup:
-            return self._setup().addCallback(lambda _: self._call_now(method, target, **options))
-        return self._call_now(method, target, **options)
-
-    def _call_now(
+    def _call(
         self,
         method: bytes,
         target: str,
@@ -352,12 +342,9 @@ class Client:
         exclusive: bool = False,
         parse: Optional[Callable[[HTTPResponse, bool], Any]] = None,
     ) -> "Deferred[Any]":
-        if self.closed:
-            from txetcd._errors import ClientClosed
-
-            return fail(ClientClosed("the client is closed"))
-        if not self._endpoints:
-            return fail(EtcdConnectionFailed("no etcd endpoint to send to"))
+        """Send one request (``target`` = path and query), failing over when safe; fires with
+        the answer, or ``parse(answer, mutation)``. The SRV lookup and member discovery run
+        first when they have not yet."""
         call = _Call(
             self,
             method,
@@ -369,7 +356,9 @@ class Client:
             exclusive,
             parse,
         )
-        return call(1)
+        if self._needs_setup:
+            return self._setup().addCallback(lambda _: call.start())
+        return call.start()
 
     def _describe(self) -> str:
         if len(self._endpoints) == 1:
@@ -894,7 +883,7 @@ def _wait_timed_out(failure: Failure) -> Failure:
 
 
 class _Call:
-    """One request's attempts (see :meth:`Client._call_now`).
+    """One request's attempts (see :meth:`Client._call`).
 
     A class rather than closures: closures naming each other make a reference cycle per
     request, left to the garbage collector (a measurable share of a busy client's time).
@@ -934,8 +923,19 @@ class _Call:
         self.timeout = timeout
         self.exclusive = exclusive
         self.parse = parse
+        self.tries = 0
+
+    def start(self) -> "Deferred[Any]":
+        client = self.client
+        if client.closed:
+            from txetcd._errors import ClientClosed
+
+            return fail(ClientClosed("the client is closed"))
+        if not client._endpoints:
+            return fail(EtcdConnectionFailed("no etcd endpoint to send to"))
         # each member once; a read (it may be sent twice) once more, on a new connection
-        self.tries = len(client._endpoints) + (1 if idempotent else 0)
+        self.tries = len(client._endpoints) + (1 if self.idempotent else 0)
+        return self(1)
 
     def __call__(self, n: int) -> "Deferred[Any]":
         client = self.client
