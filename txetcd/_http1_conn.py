@@ -266,6 +266,13 @@ class _Connection(TwistedProtocol):
         if self.transport is not None and not self.gone:
             self.transport.loseConnection()
 
+    def connectionMade(self) -> None:
+        # A request goes out in one write; never hold its last segment back for an ACK (Nagle),
+        # which a large value would otherwise meet. Go's server sets the same on its side.
+        set_nodelay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_nodelay is not None:
+            set_nodelay(True)
+
     # -- httptools callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
         if self._complete:  # a second answer to one request: never reuse this connection

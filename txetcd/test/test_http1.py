@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import socket
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 import pytest
@@ -155,6 +156,23 @@ async def test_keep_alive_reuses_one_connection(
         )
         assert r.status == 200
     assert etcd_proxy.connections_total == 1
+
+
+@needs_httptools
+@pytest_twisted.ensureDeferred
+async def test_pool_connections_send_without_nagle(
+    etcd_server: EtcdServer, etcd_prefix: bytes
+) -> None:
+    pool = PoolClient(reactor())
+    try:
+        url = etcd_server.endpoint + "/v3/kv/put"
+        r = await pool.request(b"POST", url, body=put_body(etcd_prefix + b"n", b"x" * 200_000))
+        assert r.status == 200
+        [conn] = list(pool._all)
+        sock = conn.transport.getHandle()  # type: ignore[union-attr]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        await pool.close()
 
 
 @pytest_twisted.ensureDeferred
