@@ -28,7 +28,8 @@ Both follow the same rules:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
 from urllib.parse import urlsplit
 
 from twisted.internet import tcp as _tcp

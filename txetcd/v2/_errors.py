@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, Mapping, Optional, Tuple, Type, Union
+from collections.abc import Mapping
+from typing import Any, Dict, Optional, Tuple, Type, Union
 
 from txetcd._errors import AuthError, ClientError, ConnectionFailed, EtcdError, ServerError, Timeout
 

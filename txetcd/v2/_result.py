@@ -9,8 +9,9 @@ whose class says what happened: :class:`Got`, :class:`Set`, :class:`Created`, :c
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Type, Union
 
 from txetcd._errors import ProtocolViolation
 from txetcd._pbjson import json_loads
