@@ -183,6 +183,8 @@ def _text_value(value: Union[str, bytes], what: str) -> str:
             ) from None
     if not isinstance(value, str):
         raise TypeError(f"a v2 {what} is str or bytes, not {type(value).__name__}")
+    if value.isascii():
+        return value
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -217,7 +217,7 @@ class EtcdResult:
         :class:`~txetcd.ProtocolViolation`.
         """
         data: Any = body
-        if type(body) is not dict and not isinstance(body, Mapping):
+        if type(body) is bytes or (type(body) is not dict and not isinstance(body, Mapping)):
             try:
                 data = json_loads(body)
             except ValueError:
