@@ -354,6 +354,20 @@ def _header_pairs(headers: HeadersArg) -> List[Tuple[bytes, bytes]]:
 
 def _split_url(url: str) -> Tuple[_Key, bytes, bytes]:
     """((scheme, host, port), Host header, request target) of an ``http(s)://`` URL."""
+    # Clients send the same URLs again and again (a key's path, a lease call): remembered.
+    known = _URLS.get(url)
+    if known is None:
+        known = _split_new_url(url)
+        if len(_URLS) >= 4096:
+            _URLS.clear()
+        _URLS[url] = known
+    return known
+
+
+_URLS: Dict[str, Tuple[_Key, bytes, bytes]] = {}
+
+
+def _split_new_url(url: str) -> Tuple[_Key, bytes, bytes]:
     # The scheme and authority repeat on every call: they are parsed once and remembered.
     slash = url.find("/", url.find("://") + 3) if "://" in url else -1
     base = url if slash < 0 else url[:slash]
