@@ -247,6 +247,14 @@ def test_form_text_is_every_byte_but_the_unreserved_percent_encoded(value: str) 
     assert encode_form([("v", value)]) == "v=" + quote(value.encode("utf-8"), safe="")
 
 
+def test_built_requests_are_plain_frozen_v2_requests() -> None:
+    for req in (set_request("/a b", "x", ttl=5), get_request("/a", recursive=True)):
+        fields = (req.method, req.path, req.query, req.body, req.headers, req.params)
+        assert req == V2Request(*fields) and vars(req) == vars(V2Request(*fields))
+        with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
+            req.method = "DELETE"  # type: ignore[misc]
+
+
 def test_encode_bool() -> None:
     assert encode_bool(True) == "true" and encode_bool(False) == "false"
     with pytest.raises(TypeError):

@@ -243,6 +243,24 @@ class V2Request:
     headers: Dict[str, str] = field(default_factory=dict)
     params: Tuple[Tuple[str, str], ...] = ()
 
+    @classmethod
+    def _of(
+        cls,
+        method: str,
+        path: str,
+        query: str,
+        body: Optional[bytes],
+        headers: Dict[str, str],
+        params: Tuple[Tuple[str, str], ...],
+    ) -> "V2Request":
+        # The builders' constructor: the same object as V2Request(...), made in one step
+        # (a frozen dataclass's __init__ sets each field through object.__setattr__).
+        request = object.__new__(cls)
+        request.__dict__.update(
+            method=method, path=path, query=query, body=body, headers=headers, params=params
+        )
+        return request
+
     @property
     def uri(self) -> str:
         """The request target: path plus ``?query`` when there is one."""
@@ -250,13 +268,13 @@ class V2Request:
 
 
 def _in_query(method: str, key: Key, params: Params) -> V2Request:
-    return V2Request(method, key_path(key), encode_form(params), None, {}, tuple(params))
+    return V2Request._of(method, key_path(key), encode_form(params), None, {}, tuple(params))
 
 
 def _in_body(method: str, key: Key, params: Params) -> V2Request:
     body = encode_form(params).encode("ascii")
     headers = {"Content-Type": FORM_CONTENT_TYPE}
-    return V2Request(method, key_path(key), "", body, headers, tuple(params))
+    return V2Request._of(method, key_path(key), "", body, headers, tuple(params))
 
 
 def get_request(
