@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from twisted.internet import defer, task
 
 from txetcd import (
     Client,
@@ -189,3 +190,32 @@ async def test_lease_kept_alive_over_the_gateway(etcd_server: EtcdServer) -> Non
     finally:
         await client.close()
         await other.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelling_a_call_closes_its_request(etcd_server: EtcdServer) -> None:
+    """A cancelled gateway call fails with CancelledError and its connection is closed (the
+    answer is no longer wanted); the next call goes out on a new connection."""
+    proxy = TCPProxy("127.0.0.1", etcd_server.client_port, reactor=reactor()).start()
+    client = Client(proxy.endpoint, reactor=reactor(), transport="gateway")
+    try:
+        await client.put(b"gw/cancel", b"v")
+        assert proxy.active_connections == 1
+        proxy.blackhole()  # the next answer never comes
+        d = client.get(b"gw/cancel")
+        await task.deferLater(reactor(), 0.05, lambda: None)
+        assert not d.called
+        d.cancel()
+        with pytest.raises(defer.CancelledError):
+            await d
+        for _ in range(100):  # the proxy sees the client's side close
+            if proxy.active_connections == 0:
+                break
+            await task.deferLater(reactor(), 0.01, lambda: None)
+        assert proxy.active_connections == 0
+        proxy.restore()
+        assert (await client.get(b"gw/cancel")).value == b"v"
+        assert proxy.connections_total == 2
+    finally:
+        await client.close()
+        await proxy.stop()
