@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, Optional
 
 from txetcd._kv import delete_result, put_result, range_result, txn_result
-from txetcd._pbjson import b64decode_text
+from txetcd._pbjson import b64decode_text, bool_value, int64_value
 from txetcd._types import (
     DeleteResult,
     KeyValue,
@@ -40,23 +40,12 @@ _OP = frozenset(("response_range", "response_put", "response_delete_range", "res
 
 
 def _int(value: Any) -> int:
-    """An int64 field as JSON carries it: text, or (leniently) a number; null or absent is 0."""
-    if value is None:
-        return 0
-    t = type(value)
-    if t is str or t is int:
-        return int(value)
-    if t is float and value.is_integer():
-        return int(value)
-    raise ValueError(f"expected an integer, not {value!r}")
+    """An int64 field; null or absent is 0."""
+    return 0 if value is None else int64_value(value)
 
 
 def _bool(value: Any) -> bool:
-    if value is None:
-        return False
-    if type(value) is not bool:
-        raise ValueError(f"expected true or false, not {value!r}")
-    return value
+    return False if value is None else bool_value(value)
 
 
 def _bytes(value: Any) -> bytes:

@@ -89,22 +89,23 @@ def b64decode_text(value: Any) -> bytes:
         raise ValueError(f"bad base64 {value!r}: {e}") from None
 
 
-def _int64(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, not {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+def int64_value(value: Any) -> int:
+    """An integer field as JSON carries it: text (int64), or (leniently) a number."""
+    t = type(value)  # (JSON values are exact types; true/false are not integers here)
+    if t is int:
         return int(value)
-    if isinstance(value, float) and value.is_integer():
+    if t is str:
+        return int(value)
+    if t is float and value.is_integer():
         return int(value)
     raise ValueError(f"expected an integer, not {value!r}")
 
 
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
+def bool_value(value: Any) -> bool:
+    """A bool field: JSON's true or false only."""
+    if type(value) is not bool:
         raise ValueError(f"expected true or false, not {value!r}")
-    return value
+    return bool(value)
 
 
 def _str(value: Any) -> str:
@@ -152,11 +153,11 @@ def _plan(descriptor: Descriptor) -> _Plan:
         elif fd.type == FieldDescriptor.TYPE_BYTES:
             kind, convert = _KBYTES, b64decode_text
         elif fd.type in _INT64:
-            kind, convert = _KINT64, _int64
+            kind, convert = _KINT64, int64_value
         elif fd.type in _INT32:
-            kind, convert = _KSCALAR, _int64
+            kind, convert = _KSCALAR, int64_value
         elif fd.type == FieldDescriptor.TYPE_BOOL:
-            kind, convert = _KSCALAR, _bool
+            kind, convert = _KSCALAR, bool_value
         elif fd.type == FieldDescriptor.TYPE_STRING:
             kind, convert = _KSCALAR, _str
         elif fd.type == FieldDescriptor.TYPE_ENUM:
@@ -187,7 +188,7 @@ def _enum_reader(fd: FieldDescriptor) -> Callable[[Any], int]:
             if value not in by_name:
                 raise ValueError(f"unknown {enum.name} value {value!r}")
             return by_name[value]
-        return _int64(value)
+        return int64_value(value)
 
     return read
 
