@@ -146,14 +146,12 @@ def range_request(
         req.limit = check_int(limit, "limit")
     if revision:
         req.revision = check_int(revision, "revision")
-    if sort_order is not SortOrder.NONE:
-        order = _enum(sort_order, SortOrder, "sort_order")
-        if order:
-            req.sort_order = order
-    if sort_target is not SortTarget.KEY:
-        target = _enum(sort_target, SortTarget, "sort_target")
-        if target:
-            req.sort_target = target
+    order = _enum(sort_order, SortOrder, "sort_order")
+    target = _enum(sort_target, SortTarget, "sort_target")
+    if order:
+        req.sort_order = order
+    if target:
+        req.sort_target = target
     if check_bool(serializable, "serializable"):
         req.serializable = True
     if check_bool(keys_only, "keys_only"):
