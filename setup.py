@@ -21,7 +21,7 @@ setup(
     long_description=long_description,
     long_description_content_type="text/x-rst",
     license="MIT",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["txetcd", "txetcd.*"]),
     package_data={"txetcd": ["py.typed", "_proto/*.proto", "_proto/*.pyi"]},
     include_package_data=True,
@@ -41,8 +41,16 @@ setup(
             "h2>=4.1",
             "pytest-timeout>=2.1",
             "sphinx>=7",
+            "trustme>=1.1",
         ],
-        "dev": ["mypy", "mypy-zope", "ruff", "types-protobuf", "grpcio-tools==1.62.3"],
+        # What CI's static checks run (pinned, so a new release cannot fail an unchanged tree).
+        "lint": [
+            "mypy==2.4.1",
+            "mypy-zope==1.0.17",
+            "ruff==0.17.6",
+            "types-protobuf",
+        ],
+        "dev": ["grpcio-tools==1.62.3"],
         # The peers that install side by side (benchmarks/run.py gives each its own venv anyway,
         # and etcetra, whose grpcio/protobuf pins clash with these, only gets one there).
         "bench": [

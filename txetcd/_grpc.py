@@ -404,7 +404,7 @@ class GrpcStream(_Call):
     def fail_to_connect(self, error: EtcdError) -> None:
         self._end(error)
 
-    def cancel(self, code: int = CANCEL) -> None:  # type: ignore[override]
+    def cancel(self, code: int = CANCEL) -> None:
         """Stop the call (RST_STREAM CANCEL); ``on_close`` gets :class:`CancelledError`."""
         if self.connection is not None and not self.closed:
             H2Stream.cancel(self, code)

@@ -104,7 +104,7 @@ def maybe_sent(error: BaseException) -> bool:
 
 def _connection_failed(message: str, *, sent: bool) -> ConnectionFailed:
     err = ConnectionFailed(message)
-    err.maybe_sent = sent  # type: ignore[attr-defined]
+    err.maybe_sent = sent
     return err
 
 

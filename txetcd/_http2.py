@@ -516,7 +516,7 @@ class H2Connection(Protocol):
         if stream is None:
             return
         end = self._header_end_stream
-        stream.headers_received(headers, end)  # type: ignore[arg-type]
+        stream.headers_received(headers, end)
         if end and not stream.closed:
             self._end_stream(stream)
 

@@ -214,7 +214,7 @@ class Txn(Op):
         success: Iterable[Op] = (),
         failure: Iterable[Op] = (),
     ) -> None:
-        req, self.read_only = txn_request(compare, success, failure)  # type: ignore[misc]
+        req, self.read_only = txn_request(compare, success, failure)
         self._op = rpc_pb2.RequestOp(request_txn=req)
 
 

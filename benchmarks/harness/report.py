@@ -328,7 +328,9 @@ def text_tables(tables: Sequence[Table]) -> list[str]:
         widths = [max(len(r[i]) for r in [heads, *rows]) for i in range(len(heads))]
         out.append(title)
         for n, row in enumerate([heads, *rows]):
-            cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+            cells = [row[0].ljust(widths[0])] + [
+                c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=False)
+            ]
             out.append("  " + "  ".join(cells).rstrip())
             if n == 0:
                 out.append("  " + "  ".join("-" * w for w in widths))

@@ -190,7 +190,9 @@ def _after_answer(latency_us: list[int] | None, rtt_us: list[int] | None) -> dic
     """
     if not latency_us or not rtt_us or len(latency_us) != len(rtt_us):
         return {}
-    deltas = sorted((lat - rtt) / 1000.0 for lat, rtt in zip(latency_us, rtt_us) if lat >= 0)
+    deltas = sorted(
+        (lat - rtt) / 1000.0 for lat, rtt in zip(latency_us, rtt_us, strict=False) if lat >= 0
+    )
     if not deltas:
         return {}
     n = len(deltas)

@@ -338,9 +338,9 @@ def analyse(log: list[tuple[int, Any, int | None]], per_seq: bool = False) -> di
         errors.append(f"{result['duplicates']} events arrived twice")
     if not revisions:
         result["revisions"] = "not exposed"
-    elif all(b == a + 1 for a, b in zip(revisions, revisions[1:])) and len(revisions) == len(
-        data
-    ) + (1 if count is not None else 0):
+    elif all(b == a + 1 for a, b in zip(revisions, revisions[1:], strict=False)) and len(
+        revisions
+    ) == len(data) + (1 if count is not None else 0):
         result["revisions"] = "contiguous"
     else:
         result["revisions"] = "broken"

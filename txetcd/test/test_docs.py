@@ -168,7 +168,7 @@ def test_error_tree_matches_the_code() -> None:
             expected = [parents[-1], *extras]
             bases = [b.__name__ for b in cls.__bases__]
             assert bases == expected, f"{name}: the code says {bases}, the docs {expected}"
-            for base, extra in zip(cls.__bases__[1:], extras):
+            for base, extra in zip(cls.__bases__[1:], extras, strict=False):
                 owner = txetcd if hasattr(txetcd, extra) else builtins
                 assert base is getattr(owner, extra), name
         own_code = cls.__dict__.get("code")

@@ -120,13 +120,13 @@ async def env() -> AsyncIterator[Env]:
 
 async def within(d: Deferred[T], seconds: float = 5.0) -> T:
     """Await ``d``, failing the test if it takes longer than ``seconds``."""
-    return await d.addTimeout(seconds, reactor)  # type: ignore[arg-type]
+    return await d.addTimeout(seconds, reactor)
 
 
 async def failure_of(d: Deferred[Any], seconds: float = 5.0) -> BaseException:
     """The exception ``d`` fails with (the test fails if it succeeds)."""
     outcome: list[tuple[bool, Any]] = []
-    d.addTimeout(seconds, reactor)  # type: ignore[arg-type]
+    d.addTimeout(seconds, reactor)
     d.addCallbacks(lambda r: outcome.append((True, r)), lambda f: outcome.append((False, f.value)))
     await d
     ((succeeded, value),) = outcome
@@ -135,7 +135,7 @@ async def failure_of(d: Deferred[Any], seconds: float = 5.0) -> BaseException:
 
 
 async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+    await deferLater(reactor, seconds, lambda: None)
 
 
 def requests_on(server: GrpcServer, path: bytes) -> list[ServerCall]:
@@ -416,7 +416,7 @@ async def test_deadline(env: Env, idempotent: bool) -> None:
     ch = env.channel()
     start = reactor.seconds()
     err = await failure_of(ch.unary(NEVER, b"", timeout=0.2, idempotent=idempotent))
-    elapsed = reactor.seconds() - start  # type: ignore[attr-defined]
+    elapsed = reactor.seconds() - start
     assert 0.19 <= elapsed < 2.0
     assert isinstance(err, txetcd.Timeout)
     if idempotent:
@@ -425,7 +425,7 @@ async def test_deadline(env: Env, idempotent: bool) -> None:
         assert isinstance(err, txetcd.WriteTimeout) and isinstance(err, txetcd.OutcomeUnknown)
     await wait_for(lambda: env.server.stream_resets(CANCEL) == [1], what="RST_STREAM CANCEL")
     assert env.clock.getDelayedCalls() != []  # keepalive only
-    assert all(c.func.__name__ != "_timed_out" for c in env.clock.getDelayedCalls())  # type: ignore[attr-defined]
+    assert all(c.func.__name__ != "_timed_out" for c in env.clock.getDelayedCalls())
 
 
 @pytest_twisted.ensureDeferred
@@ -623,7 +623,7 @@ def _split(data: bytes, how: str) -> list[bytes]:
         return [data[i : i + 1] for i in range(300)] + [data[300:]]
     rnd = random.Random(how)
     cuts = sorted(rnd.sample(range(1, len(data)), 60))
-    return [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)])]
+    return [data[i:j] for i, j in zip([0, *cuts], [*cuts, len(data)], strict=False)]
 
 
 @pytest.mark.parametrize("pad", [None, 9])

@@ -88,7 +88,7 @@ def goaway(last: int, code: int = NO_ERROR, debug: bytes = b"") -> bytes:
 
 def _string_transport() -> Any:
     """A string transport that tells its protocol when it is closed (untyped in Twisted)."""
-    return StringTransportWithDisconnection()  # type: ignore[no-untyped-call]
+    return StringTransportWithDisconnection()
 
 
 class Recorder(H2Stream):
@@ -142,7 +142,7 @@ class Peer:
         )
         self.transport = _string_transport()
         self.transport.protocol = self.conn
-        self.conn.makeConnection(self.transport)  # type: ignore[no-untyped-call]
+        self.conn.makeConnection(self.transport)
         first = self.transport.value()
         assert first.startswith(PREFACE)
         self.transport.clear()

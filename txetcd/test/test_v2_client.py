@@ -366,7 +366,7 @@ async def test_failover_to_the_next_endpoint(etcd_v2_server: EtcdServer, prefix:
     try:
         with pytest.raises(EtcdConnectionFailed) as info:
             await only_dead.read(f"{prefix}/k")
-        assert info.value.maybe_sent is False  # type: ignore[attr-defined]
+        assert info.value.maybe_sent is False
     finally:
         await only_dead.close()
 

@@ -75,7 +75,7 @@ async def make_client(etcd_v2_server: EtcdServer, prefix: str) -> AsyncIterator[
 
 
 async def sleep(seconds: float) -> None:
-    await task.deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+    await task.deferLater(reactor, seconds, lambda: None)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:

@@ -207,7 +207,7 @@ async def test_backpressure_holds_polls(direct: Client, prefix: str) -> None:
     assert len(watch._queue) == 2
     values = []
     async for item in watch:
-        values.append(item.value)  # type: ignore[union-attr]
+        values.append(item.value)
         if len(values) == 5:
             break
     assert values == ["1", "2", "3", "4", "5"]
@@ -287,7 +287,7 @@ def test_backoff_on_the_clock() -> None:
         clock.advance(0.002)
     assert watch.restarts == 9 and client.base_uri.endswith(":2")
     bases = [min(1.0, 0.05 * 2**i) for i in range(8)]
-    for delay, base in zip(delays, bases):
+    for delay, base in zip(delays, bases, strict=False):
         assert base * 0.5 <= delay <= base
     watch.cancel()
     assert not clock.getDelayedCalls()

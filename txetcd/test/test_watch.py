@@ -361,7 +361,7 @@ def test_bad_watch_arguments() -> None:
     with pytest.raises(ValueError):
         client.watch(b"k", filters=["nothing"])
     with pytest.raises(TypeError):
-        client.watch(b"k", filters="noput")  # type: ignore[arg-type]
+        client.watch(b"k", filters="noput")
     with pytest.raises(TypeError):
         client.watch(b"k", callback=3)  # type: ignore[arg-type]
     assert client._channel.connections == []
@@ -478,7 +478,7 @@ def test_resume_backoff_on_the_clock() -> None:
         clock.advance(delays[-1])
     # the first break of an established stream waits ~initial; each failure doubles, to the max
     bases = [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
-    for delay, base in zip(delays, bases):
+    for delay, base in zip(delays, bases, strict=False):
         assert base * 0.5 <= delay <= base * 1.5, (delays, bases)
     # every re-created watch asks for the next revision, never 0
     for s in channel.streams[1:]:

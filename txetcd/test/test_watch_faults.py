@@ -215,7 +215,7 @@ async def test_every_revision_exactly_once_through_faults(
                 proxy.blackhole()
                 await until(
                     lambda before=before: all(  # type: ignore[misc]
-                        w.restarts > b for w, b in zip(watchers, before)
+                        w.restarts > b for w, b in zip(watchers, before, strict=False)
                     ),
                     45,
                     "keepalive to notice the blackhole",
@@ -228,7 +228,7 @@ async def test_every_revision_exactly_once_through_faults(
             faults[fault] = faults.get(fault, 0) + 1
             await until(
                 lambda before=before: all(  # type: ignore[misc]
-                    w.restarts > b for w, b in zip(watchers, before)
+                    w.restarts > b for w, b in zip(watchers, before, strict=False)
                 ),
                 60,
                 f"every watcher to resume after {fault}",

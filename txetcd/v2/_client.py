@@ -969,6 +969,6 @@ class _Call:
             wrapped = EtcdConnectionFailed(
                 f"no answer from etcd ({client._describe()}): {err}", cause=err
             )
-            wrapped.maybe_sent = sent  # type: ignore[attr-defined]
+            wrapped.maybe_sent = sent
             return _failure(wrapped)
         return failure
