@@ -23,7 +23,11 @@ from txetcd._errors import (
     InvalidAuthToken,
     KeyNotFound,
     LearnerNotSupported,
+    LeaseAbandoned,
     LeaseExists,
+    LeaseExpired,
+    LeaseKeepAliveTimeout,
+    LeaseLost,
     LeaseNotFound,
     LeaseProvided,
     LeaseTTLTooLarge,
@@ -50,14 +54,7 @@ from txetcd._errors import (
     WatchCancelled,
     WriteTimeout,
 )
-from txetcd._keepalive import (
-    KeepAlive,
-    LeaseAbandoned,
-    LeaseExpired,
-    LeaseKeepAliveResult,
-    LeaseKeepAliveTimeout,
-    LeaseLost,
-)
+from txetcd._keepalive import KeepAlive, LeaseKeepAliveResult
 from txetcd._lease import (
     LeaseGrantResult,
     LeaseRevokeResult,

@@ -12,12 +12,10 @@ from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union, 
 
 from twisted.internet.defer import Deferred
 
+from txetcd._args import NOT_GIVEN, check_bool, check_int
 from txetcd._channel import Channel
 from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
-    NOT_GIVEN,
-    check_bool,
-    check_int,
     compact_result,
     delete_request,
     delete_result,

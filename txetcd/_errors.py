@@ -6,7 +6,7 @@ exact message first and the gRPC status code second (several distinct errors sha
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 __all__ = [
     "EtcdError",
@@ -118,10 +118,12 @@ class ConnectionFailed(ClientError, ConnectionError):
     """No connection to etcd could be made or kept (refused, reset, unreachable).
 
     ``maybe_sent`` is True when a (read) request had been written before the connection broke,
-    so the server may have seen it; False when it certainly never left.
+    so the server may have seen it; False when it certainly never left (given at construction).
     """
 
-    maybe_sent = False
+    def __init__(self, message: str = "", *, maybe_sent: bool = False, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.maybe_sent = maybe_sent
 
 
 class OutcomeUnknown(ClientError):
@@ -156,6 +158,17 @@ class WatchCancelled(EtcdError):
 
 class ProtocolViolation(ClientError):
     """The server's answer broke the gRPC or HTTP/2 protocol."""
+
+
+class HTTPStatusError(EtcdError):
+    """An HTTP/1.1 stream was answered with a non-2xx status; ``response`` holds its whole body.
+
+    The gateway and v2 layers translate the body (etcd's JSON error) into the right error.
+    """
+
+    def __init__(self, response: Any) -> None:
+        super().__init__(f"HTTP status {response.status}", payload=response)
+        self.response = response
 
 
 # -- translated from the server's status -------------------------------------------------------
@@ -331,6 +344,48 @@ class PermissionDenied(AuthError, PermissionError):
     """PERMISSION_DENIED (7), e.g. etcdserver: permission denied."""
 
     code = 7
+
+
+# -- leases kept alive -------------------------------------------------------------------------
+
+
+class LeaseLost(EtcdError):
+    """A lease can no longer be counted on; the reason of every :attr:`KeepAlive.lost`.
+
+    :ivar lease_id: the lease.
+    :ivar cause: the error behind it, if any (e.g. why the keepalive stream broke).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        lease_id: int = 0,
+        cause: Optional[BaseException] = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.lease_id = lease_id
+        self.cause = cause
+
+
+class LeaseExpired(LeaseLost, LeaseNotFound):
+    """The server does not know the lease (any more): it expired, was revoked, or never was.
+
+    etcd answers a keepalive for such a lease with a TTL of 0 rather than an error; this is how
+    txetcd reports it. It is a :class:`~txetcd.LeaseNotFound`, like a revoke's answer.
+    """
+
+
+class LeaseKeepAliveTimeout(LeaseLost, Timeout):
+    """No refresh of the lease was answered before its deadline: it may have expired already.
+
+    ``cause`` is the last error of the keepalive stream, if there was one.
+    """
+
+
+class LeaseAbandoned(LeaseLost, ClientClosed):
+    """The client was closed while it kept the lease alive; the lease now runs out its TTL."""
 
 
 _BY_MESSAGE: Dict[str, Type[ServerError]] = {

@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from txetcd._errors import (
     ConnectionFailed,
     EtcdError,
+    HTTPStatusError,
     OutcomeUnknown,
     ProtocolViolation,
     Timeout,
@@ -84,17 +85,6 @@ class HTTPResponse:
         return f"HTTPResponse({self.status}, {len(self.body)} bytes)"
 
 
-class HTTPStatusError(EtcdError):
-    """A stream was answered with a non-2xx status; ``response`` holds its whole body.
-
-    The gateway layer translates the body (etcd's JSON error) into the right error.
-    """
-
-    def __init__(self, response: HTTPResponse) -> None:
-        super().__init__(f"HTTP status {response.status}", payload=response)
-        self.response = response
-
-
 def maybe_sent(error: BaseException) -> bool:
     """Whether a failed request may have reached the server (see :class:`HTTP1Client`)."""
     if isinstance(error, OutcomeUnknown):
@@ -103,9 +93,7 @@ def maybe_sent(error: BaseException) -> bool:
 
 
 def _connection_failed(message: str, *, sent: bool) -> ConnectionFailed:
-    err = ConnectionFailed(message)
-    err.maybe_sent = sent
-    return err
+    return ConnectionFailed(message, maybe_sent=sent)
 
 
 def _lost_error(why: str, *, written: bool, idempotent: bool) -> EtcdError:

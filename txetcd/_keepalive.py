@@ -20,22 +20,29 @@ from typing import (
     Any,
     Callable,
     Dict,
-    Generic,
     List,
     NamedTuple,
     Optional,
     TypeVar,
-    Union,
 )
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from txetcd._errors import ClientClosed, EtcdError, LeaseNotFound, ProtocolViolation, Timeout
+from txetcd._errors import (
+    ClientClosed,
+    LeaseAbandoned,
+    LeaseExpired,
+    LeaseKeepAliveTimeout,
+    LeaseLost,
+    ProtocolViolation,
+    Timeout,
+)
 from txetcd._kv import header_of
 from txetcd._proto import rpc_pb2
+from txetcd._retry import backoff_policy
+from txetcd._signal import Signal
 from txetcd._types import ResponseHeader
 
 if TYPE_CHECKING:
@@ -45,13 +52,8 @@ if TYPE_CHECKING:
 __all__ = [
     "KeepAlive",
     "LeaseKeepAliveResult",
-    "LeaseLost",
-    "LeaseExpired",
-    "LeaseKeepAliveTimeout",
-    "LeaseAbandoned",
     "keepalive_backoff",
     "retry_interval",
-    "Signal",
 ]
 
 T = TypeVar("T")
@@ -60,102 +62,12 @@ KEEPALIVE_PATH = b"/etcdserverpb.Lease/LeaseKeepAlive"
 _KeepAliveResponse = rpc_pb2.LeaseKeepAliveResponse.FromString
 
 
-class Signal(Generic[T]):
-    """Something that happens once, which any number of observers can wait for.
-
-    :meth:`wait` returns a new Deferred each time (so no observer can change what another
-    gets), fired at once if the signal has fired. A failure fired while nobody waits is
-    reported as an unhandled error unless someone waits for it before it is garbage collected.
-    """
-
-    def __init__(self) -> None:
-        self._fired = False
-        self._result: Any = None
-        self._waiters: List[Deferred[T]] = []
-        self._unobserved: Optional[Deferred[T]] = None
-
-    @property
-    def fired(self) -> bool:
-        """True once the signal has fired."""
-        return self._fired
-
-    def wait(self) -> "Deferred[T]":
-        """A new Deferred that fires with the signal's outcome (cancelling it drops it)."""
-        if self._fired:
-            if self._unobserved is not None:
-                self._unobserved.addErrback(lambda _: None)  # observed now
-                self._unobserved = None
-            result = self._result
-            return fail(result) if isinstance(result, Failure) else succeed(result)
-        d: Deferred[T] = Deferred(self._waiters.remove)
-        self._waiters.append(d)
-        return d
-
-    def fire(self, result: Union[T, Failure]) -> None:
-        """Fire the signal (only the first call counts)."""
-        if self._fired:
-            return
-        self._fired, self._result = True, result
-        waiters, self._waiters = self._waiters, []
-        if isinstance(result, Failure):
-            if not waiters:
-                self._unobserved = Deferred()
-                self._unobserved.errback(result)
-            for d in waiters:
-                d.errback(result)
-        else:
-            for d in waiters:
-                d.callback(result)
-
-
 class LeaseKeepAliveResult(NamedTuple):
     """A refreshed lease: the server restarted its countdown at ``ttl`` seconds."""
 
     header: ResponseHeader
     id: int
     ttl: int
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-class LeaseLost(EtcdError):
-    """A lease can no longer be counted on; the reason of every :attr:`KeepAlive.lost`.
-
-    :ivar lease_id: the lease.
-    :ivar cause: the error behind it, if any (e.g. why the keepalive stream broke).
-    """
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        lease_id: int = 0,
-        cause: Optional[BaseException] = None,
-        **kw: Any,
-    ) -> None:
-        super().__init__(message, **kw)
-        self.lease_id = lease_id
-        self.cause = cause
-
-
-class LeaseExpired(LeaseLost, LeaseNotFound):
-    """The server does not know the lease (any more): it expired, was revoked, or never was.
-
-    etcd answers a keepalive for such a lease with a TTL of 0 rather than an error; this is how
-    txetcd reports it. It is a :class:`~txetcd.LeaseNotFound`, like a revoke's answer.
-    """
-
-
-class LeaseKeepAliveTimeout(LeaseLost, Timeout):
-    """No refresh of the lease was answered before its deadline: it may have expired already.
-
-    ``cause`` is the last error of the keepalive stream, if there was one.
-    """
-
-
-class LeaseAbandoned(LeaseLost, ClientClosed):
-    """The client was closed while it kept the lease alive; the lease now runs out its TTL."""
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -167,17 +79,9 @@ def keepalive_backoff(
     factor: float = 2.0,
     jitter: Callable[[], float] = random.random,
 ) -> Callable[[int], float]:
-    """A backoff policy for reopening the keepalive stream, as a plain function.
-
-    The policy maps the number of breaks in a row (0 for the first) to seconds to wait:
-    ``min(initial * factor ** failures, maximum)``, scaled by a random factor in [0.5, 1).
-    """
-
-    def policy(failures: int) -> float:
-        delay: float = min(initial * factor ** min(failures, 64), maximum)
-        return delay * (0.5 + 0.5 * jitter())
-
-    return policy
+    """The backoff policy for reopening the keepalive stream (:func:`txetcd._retry.backoff_policy`
+    with a 1 s cap: a lease's TTL leaves little room to wait)."""
+    return backoff_policy(initial, maximum, factor, jitter)
 
 
 def retry_interval(ttl: Optional[int]) -> float:

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 
+from txetcd._args import NOT_GIVEN, check_bool, check_int
+from txetcd._errors import LeaseExpired
 from txetcd._keepalive import (
     KEEPALIVE_PATH,
     KeepAlive,
-    LeaseExpired,
     LeaseKeepAliveResult,
     _KeepAliveHub,
 )
-from txetcd._kv import NOT_GIVEN, check_bool, check_int, header_of
+from txetcd._kv import header_of
 from txetcd._proto import rpc_pb2
 from txetcd._types import ResponseHeader
 

@@ -12,9 +12,10 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txetcd._errors import LeaseNotFound
-from txetcd._keepalive import KeepAlive, LeaseKeepAliveResult, LeaseLost, Signal
+from txetcd._errors import LeaseLost, LeaseNotFound
+from txetcd._keepalive import KeepAlive, LeaseKeepAliveResult
 from txetcd._lease import LeaseGrantResult, LeaseMethods, check_lease_id, check_ttl
+from txetcd._signal import Signal
 
 __all__ = ["Session"]
 

@@ -17,14 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence, Tuple, Union
 
-from txetcd._kv import (
-    check_int,
-    delete_request,
-    key_range,
-    put_request,
-    range_request,
-    to_bytes,
-)
+from txetcd._args import check_int, key_range, to_bytes
+from txetcd._kv import delete_request, put_request, range_request
 from txetcd._proto import rpc_pb2
 
 __all__ = [

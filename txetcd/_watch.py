@@ -35,8 +35,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from txetcd._args import check_bool, check_int, key_range
 from txetcd._errors import ClientClosed, RevisionCompacted, WatchCancelled
-from txetcd._kv import check_bool, check_int, header_of, key_range, kv_of
+from txetcd._kv import header_of, kv_of
 from txetcd._proto import rpc_pb2
 from txetcd._types import Event, EventType, WatchBatch
 

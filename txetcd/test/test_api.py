@@ -10,8 +10,8 @@ from twisted.internet import task
 
 import txetcd
 from txetcd import _client, _errors, _keepalive, _lease, _mirror, _session, _txn, _types, _watch
+from txetcd._args import prefix_range_end
 from txetcd._errors import error_from_status
-from txetcd._kv import prefix_range_end
 
 
 def test_root_only_reexports() -> None:

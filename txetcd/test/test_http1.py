@@ -26,7 +26,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from txetcd import ClientClosed, ConnectionFailed, OutcomeUnknown, Timeout, WriteTimeout
-from txetcd._http1 import HTTP1Client, HTTPResponse, HTTPStatusError, maybe_sent
+from txetcd._errors import HTTPStatusError
+from txetcd._http1 import HTTP1Client, HTTPResponse, maybe_sent
 from txetcd._http1_pool import PoolClient
 from txetcd._http1_treq import TreqClient
 from txetcd.testing import EtcdServer, TCPProxy

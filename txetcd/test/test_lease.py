@@ -18,16 +18,17 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from txetcd import Client, ClientClosed, ConnectionFailed, LeaseExists, LeaseNotFound, Timeout
-from txetcd._errors import LeaseTTLTooLarge
+from txetcd._errors import (
+    LeaseAbandoned,
+    LeaseExpired,
+    LeaseKeepAliveTimeout,
+    LeaseLost,
+    LeaseTTLTooLarge,
+)
 from txetcd._keepalive import (
     KEEPALIVE_PATH,
     KeepAlive,
-    LeaseAbandoned,
-    LeaseExpired,
     LeaseKeepAliveResult,
-    LeaseKeepAliveTimeout,
-    LeaseLost,
-    Signal,
     _KeepAliveHub,
     keepalive_backoff,
     retry_interval,
@@ -40,6 +41,7 @@ from txetcd._lease import (
     LeaseTimeToLiveResult,
 )
 from txetcd._proto import rpc_pb2
+from txetcd._signal import Signal
 from txetcd.test.test_faults import txetcd_timers
 from txetcd.testing import EtcdServer
 

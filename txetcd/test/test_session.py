@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from txetcd import ClientClosed, LeaseNotFound, OutcomeUnknown
-from txetcd._keepalive import LeaseAbandoned, LeaseExpired, LeaseKeepAliveTimeout
+from txetcd._errors import LeaseAbandoned, LeaseExpired, LeaseKeepAliveTimeout
 from txetcd._proto import rpc_pb2
 from txetcd._session import Session
 from txetcd.test.test_lease import (

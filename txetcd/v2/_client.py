@@ -966,9 +966,9 @@ class _Call:
                     client._failover()
                     return self(n + 1)
                 client._failover()  # the next request starts on the next member
-            wrapped = EtcdConnectionFailed(
-                f"no answer from etcd ({client._describe()}): {err}", cause=err
+            return _failure(
+                EtcdConnectionFailed(
+                    f"no answer from etcd ({client._describe()}): {err}", cause=err, maybe_sent=sent
+                )
             )
-            wrapped.maybe_sent = sent
-            return _failure(wrapped)
         return failure

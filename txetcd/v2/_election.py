@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import OutcomeUnknown
-from txetcd._keepalive import Signal
+from txetcd._signal import Signal
 from txetcd.v2._client import DEFAULT_TIMEOUT, Client
 from txetcd.v2._errors import (
     EtcdAlreadyExist,

@@ -377,9 +377,10 @@ class EtcdConnectionFailed(ConnectionFailed):
         message: str = "",
         *,
         cause: Optional[BaseException] = None,
+        maybe_sent: bool = False,
         payload: object = None,
     ) -> None:
-        super().__init__(message, payload=payload)
+        super().__init__(message, maybe_sent=maybe_sent, payload=payload)
         self.cause = cause
 
 

@@ -25,8 +25,8 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txetcd._errors import ConnectionFailed, EtcdError, ProtocolViolation, Timeout
-from txetcd._http1 import HTTPResponse, HTTPStatusError
+from txetcd._errors import ConnectionFailed, EtcdError, HTTPStatusError, ProtocolViolation, Timeout
+from txetcd._http1 import HTTPResponse
 from txetcd.v2._errors import (
     EtcdEventIndexCleared,
     EtcdKeyNotFound,
