@@ -25,13 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
-import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -44,7 +41,16 @@ if BENCH_DIR not in sys.path:
 
 from harness import report, scale, watch
 from harness.clients import TXETCD, ClientDef, select
-from harness.etcd import REPO, EtcdCpu, etcdctl_for, start_etcd
+from harness.documents import (
+    client_documents,
+    client_infos,
+    common_meta,
+    first_line,
+    kv_document,
+    preamble,
+    run_meta,
+)
+from harness.etcd import EtcdCpu, etcdctl_for, start_etcd
 from harness.h2load import find_h2load
 from harness.rounds import H2LOAD, Bench, Ready, WireLimit, key_set, run_rounds
 from harness.suites import GATEWAY, KV, KV_SUITES, V2, KvSuite
@@ -162,47 +168,6 @@ def populate(ready: Sequence[Ready], base: WorkerSpec) -> str:
             continue
         return r.name
     raise SystemExit("no client could write the key set; nothing to measure")
-
-
-def label(r: Ready) -> str:
-    """The row title: name and installed version (txetcd: the repository's commit)."""
-    if r.name == TXETCD:
-        return f"txetcd ({git_commit()})"
-    version = r.versions.get(r.client.requirements[0].split("==")[0], "?")
-    if r.client.variant:
-        return f"{r.client.venv} {version} ({r.client.variant})"
-    return f"{r.name} {version}"
-
-
-def git_commit() -> str:
-    return first_line(["git", "-C", REPO, "describe", "--always", "--dirty"])
-
-
-def first_line(cmd: Sequence[str]) -> str:
-    """The first line a command prints (``?`` if it cannot run)."""
-    try:
-        out = subprocess.run(list(cmd), check=False, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "?"
-    lines = (out.stdout or out.stderr).strip().splitlines()
-    return lines[0] if lines else "?"
-
-
-def client_infos(ready: Sequence[Ready], wire: tuple[str, str] | None) -> list[report.ClientInfo]:
-    """The rows' report entries; ``wire`` is the wire limit's (name, row title), if it ran."""
-    infos = [
-        report.ClientInfo(
-            r.name,
-            label(r),
-            "txetcd" if r.name == TXETCD else "peer",
-            r.client.linearizable,
-            r.client.note,
-        )
-        for r in ready
-    ]
-    if wire:
-        infos.append(report.ClientInfo(wire[0], wire[1], "wire"))
-    return infos
 
 
 def _on_sigterm(signum: int, frame: Any) -> NoReturn:
@@ -534,83 +499,6 @@ def etcd_log_tail(server: Any, size: int = 3000) -> str:
             return f.read()[-size:].decode("utf-8", "replace")
     except (OSError, TypeError):
         return "(no etcd log)"
-
-
-def common_meta(args: argparse.Namespace, etcd_version: str) -> dict[str, Any]:
-    """What every suite's JSON says about the run: when, which txetcd, etcd and machine."""
-    return {
-        "suite": args.suite,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "txetcd_commit": git_commit(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "etcd": etcd_version,
-        "rounds": args.rounds,
-        "warmup": args.warmup,
-        "value_size": args.value_size,
-    }
-
-
-def run_meta(
-    args: argparse.Namespace, etcd_version: str, suite: KvSuite, wire: str | None
-) -> dict[str, Any]:
-    meta = common_meta(args, etcd_version)
-    if suite.name == "kv":
-        del meta["suite"]
-    else:
-        meta["suite"] = suite.name
-    version = first_line([wire, "--version"]) if wire else None
-    return {
-        **meta,
-        suite.wire: version,
-        "seconds": args.seconds,
-        "keys": args.keys,
-        "concurrency": args.concurrency,
-        "etcd_args": list(suite.etcd_args),
-        "bar": report.BAR if suite.name == "kv" else suite.bar.what,
-    }
-
-
-def preamble(meta: dict[str, Any], suite: KvSuite) -> str:
-    flags = f" ({' '.join(suite.etcd_args)})" if suite.etcd_args else ""
-    return (
-        f"{meta['etcd']}{flags}, single member on loopback; {meta['cpus']} CPUs; "
-        f"{meta['keys']} keys, {meta['value_size']}-byte values; medians of "
-        f"{meta['rounds']} interleaved rounds of {meta['seconds']:g} s; "
-        f"txetcd {meta['txetcd_commit']}; {meta['date']}."
-    )
-
-
-def client_documents(ready: Sequence[Ready]) -> dict[str, dict[str, Any]]:
-    return {
-        r.name: {
-            "label": label(r),
-            "versions": r.versions,
-            "linearizable": r.client.linearizable,
-            "note": r.client.note,
-        }
-        for r in ready
-    }
-
-
-def kv_document(
-    meta: dict[str, Any],
-    ready: Sequence[Ready],
-    skipped: dict[str, str],
-    bench: Bench,
-    meds: dict[str, Any],
-    comparison: list[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "meta": meta,
-        "clients": client_documents(ready),
-        "skipped": skipped,
-        "errors": bench.errors,
-        "samples": [s.__dict__ for s in bench.samples],
-        "medians": meds,
-        "comparison": comparison,
-    }
 
 
 if __name__ == "__main__":
