@@ -8,7 +8,6 @@ breaks (see :mod:`txetcd._grpc`). Nothing else is retried.
 
 from __future__ import annotations
 
-import random
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -20,9 +19,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import ClientClosed, ConnectionFailed
-from txetcd._grpc import GrpcStream, Metadata, _UnaryCall
+from txetcd._grpc import GrpcStream, _UnaryCall
 from txetcd._h2frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
 from txetcd._http2 import H2Connection
+from txetcd._transport import Capabilities, Metadata, Method
 
 __all__ = ["Channel", "Endpoint", "parse_endpoint"]
 
@@ -92,6 +92,8 @@ class Channel:
 
     log = Logger()
 
+    capabilities = Capabilities(duplex_streams=True, stream_window=True)
+
     def __init__(
         self,
         endpoints: Sequence[str],
@@ -121,44 +123,50 @@ class Channel:
         self._waiters: List[Any] = []
         self._prefixes: dict[Tuple[int, bytes], bytes] = {}
         self._lost_waiters: List[Deferred[None]] = []
-        self._rand = random.Random()
+        self._resending: set[_UnaryCall] = set()  # calls waiting out a backoff before a resend
 
     @staticmethod
     def _default_endpoint(reactor: Any, endpoint: Endpoint) -> IStreamClientEndpoint:
         return HostnameEndpoint(reactor, endpoint.host, endpoint.port)
 
+    @property
+    def endpoint_urls(self) -> List[str]:
+        """The client URLs this channel connects to."""
+        return [e.url for e in self.endpoints]
+
     # -- calls ---------------------------------------------------------------------------------
     def unary(
         self,
-        path: bytes,
-        payload: bytes,
+        method: Method,
+        request: Any,
         *,
         timeout: Optional[float],
         idempotent: bool,
+        decode: Callable[[Any], Any],
         metadata: Metadata = (),
-        decode: Callable[[bytes], Any] = bytes,
     ) -> "Deferred[Any]":
-        """Call a unary method with a serialised request.
+        """Call a unary method with a request message.
 
-        Fires with ``decode(response bytes)`` (the raw bytes by default); a ``decode`` that
-        raises fails the call with :class:`~txetcd.ProtocolViolation`.
+        Fires with ``decode(response message)``; a ``decode`` that raises fails the call with
+        :class:`~txetcd.ProtocolViolation`.
         """
         if self.closed:
             return fail(ClientClosed("the client is closed"))
-        call = _UnaryCall(self, path, payload, timeout, idempotent, metadata, decode)
+        payload = request.SerializeToString()
+        call = _UnaryCall(self, method, payload, timeout, idempotent, metadata, decode)
         self.dispatch(call)
         return call.deferred
 
     def stream(
         self,
-        path: bytes,
-        on_message: Callable[[bytes], None],
+        method: Method,
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
         *,
         metadata: Metadata = (),
     ) -> GrpcStream:
         """Open a streaming call; send with :meth:`GrpcStream.send`. ``on_close`` always fires."""
-        stream = GrpcStream(self, path, on_message, on_close, metadata)
+        stream = GrpcStream(self, method, on_message, on_close, metadata)
         stream._early = []
         if self.closed:
             self.clock.callLater(0, stream._end, ClientClosed("the client is closed"))
@@ -183,7 +191,7 @@ class Channel:
         key = (id(conn), call.path)
         prefix = self._prefixes.get(key)
         if prefix is None:
-            prefix = self._prefixes[key] = _request_prefix(conn.endpoint, call.path)  # type: ignore[attr-defined]
+            prefix = self._prefixes[key] = _request_prefix(conn.endpoint, call.path)
         if isinstance(call, _UnaryCall):
             if call.attempts:
                 call._restart()
@@ -244,7 +252,11 @@ class Channel:
                 return
             self._endpoint_index += 1
             timed_out = isinstance(f.value, CancelledError)
-            why = "connect timed out" if timed_out else f.getErrorMessage()
+            why = (
+                f"connect timed out after {self.connect_timeout:g} s"
+                if timed_out
+                else f.getErrorMessage()
+            )
             errors.append(f"{endpoint.url}: {why}")
             self._try_endpoints(tried + 1, errors)
 
@@ -258,7 +270,7 @@ class Channel:
             on_lost=self._connection_lost,
             on_goaway=self._connection_going_away,
         )
-        conn.endpoint = endpoint  # type: ignore[attr-defined]
+        conn.endpoint = endpoint
         self.connections.append(conn)
         return conn
 
@@ -287,6 +299,7 @@ class Channel:
         if self._connecting is not None:
             self._connecting.cancel()
         waiters, self._waiters = self._waiters, []
+        waiters.extend(self._resending)
         for call in waiters:
             call.fail_to_connect(ClientClosed("the client is closed"))
         if not self.connections:

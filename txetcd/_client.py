@@ -8,7 +8,7 @@ values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yiel
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union, cast
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 from twisted.internet.defer import Deferred
 
@@ -26,7 +26,9 @@ from txetcd._kv import (
     txn_result,
 )
 from txetcd._lease import LeaseMethods
+from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._proto import rpc_pb2
+from txetcd._transport import Method, Transport
 from txetcd._txn import Compare, Op, txn_request
 from txetcd._types import (
     CompactResult,
@@ -43,19 +45,6 @@ from txetcd._watch import Watch, WatchFilter, WatchHub
 __all__ = ["Client"]
 
 T = TypeVar("T")
-
-
-_RANGE = b"/etcdserverpb.KV/Range"
-_PUT = b"/etcdserverpb.KV/Put"
-_DELETE = b"/etcdserverpb.KV/DeleteRange"
-_TXN = b"/etcdserverpb.KV/Txn"
-_COMPACT = b"/etcdserverpb.KV/Compact"
-
-_RangeResponse = rpc_pb2.RangeResponse.FromString
-_PutResponse = rpc_pb2.PutResponse.FromString
-_DeleteResponse = rpc_pb2.DeleteRangeResponse.FromString
-_TxnResponse = rpc_pb2.TxnResponse.FromString
-_CompactResponse = rpc_pb2.CompactionResponse.FromString
 
 
 class Client(LeaseMethods):
@@ -109,24 +98,15 @@ class Client(LeaseMethods):
             raise ValueError(
                 "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
             )
-        self._gateway: Optional[GatewayChannel] = None
-        if transport == "grpc":
-            if http_client is not None:
-                raise TypeError("http_client is for transport='gateway'")
-            self._channel = Channel(
-                list(endpoints),
-                reactor,
-                connect_timeout=connect_timeout,
-                keepalive_interval=keepalive_interval,
-                keepalive_timeout=keepalive_timeout,
-            )
-        elif transport == "gateway":
-            http = _http_client(http_client, reactor, connect_timeout)
-            # Duck-typed stand-in for Channel (unary calls, watch and keepalive streams).
-            self._gateway = GatewayChannel(list(endpoints), reactor, http)
-            self._channel = cast(Channel, self._gateway)
-        else:
-            raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
+        self._channel: Transport = _make_transport(
+            transport,
+            list(endpoints),
+            reactor,
+            connect_timeout=connect_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+            http_client=http_client,
+        )
         self.transport = transport
         self.reactor = reactor
         self._watch_hub: Optional[WatchHub] = None
@@ -146,30 +126,20 @@ class Client(LeaseMethods):
     @property
     def endpoints(self) -> list[str]:
         """The client URLs this client connects to."""
-        return [e.url for e in self._channel.endpoints]
+        return list(self._channel.endpoint_urls)
 
     def _call(
         self,
-        path: bytes,
+        method: Method,
         request: Any,
-        parse: Callable[[bytes], Any],
         decode: Callable[[Any], T],
         *,
         idempotent: bool,
         timeout: Any,
     ) -> "Deferred[T]":
+        """The one call path every unary method of the client goes through."""
         t = self.timeout if timeout is NOT_GIVEN else self._check_timeout(timeout)
-        if self._gateway is not None:  # hand over the message itself: nothing to serialise
-            return self._gateway.unary_message(
-                path, request, timeout=t, idempotent=idempotent, decode=decode
-            )
-        return self._channel.unary(
-            path,
-            request.SerializeToString(),
-            timeout=t,
-            idempotent=idempotent,
-            decode=lambda data: decode(parse(data)),
-        )
+        return self._channel.unary(method, request, timeout=t, idempotent=idempotent, decode=decode)
 
     # -- reads -----------------------------------------------------------------------------
     def get(
@@ -222,9 +192,7 @@ class Client(LeaseMethods):
             min_create_revision=min_create_revision,
             max_create_revision=max_create_revision,
         )
-        return self._call(
-            _RANGE, req, _RangeResponse, range_result, idempotent=True, timeout=timeout
-        )
+        return self._call(RANGE, req, range_result, idempotent=True, timeout=timeout)
 
     def get_prefix(
         self, prefix: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
@@ -269,7 +237,7 @@ class Client(LeaseMethods):
             ignore_value=ignore_value,
             ignore_lease=ignore_lease,
         )
-        return self._call(_PUT, req, _PutResponse, put_result, idempotent=False, timeout=timeout)
+        return self._call(PUT, req, put_result, idempotent=False, timeout=timeout)
 
     def delete(
         self,
@@ -286,9 +254,7 @@ class Client(LeaseMethods):
         delete that finds nothing is not an error (and makes no new revision).
         """
         req = delete_request(key, range_end, prefix=prefix, prev_kv=prev_kv)
-        return self._call(
-            _DELETE, req, _DeleteResponse, delete_result, idempotent=False, timeout=timeout
-        )
+        return self._call(DELETE_RANGE, req, delete_result, idempotent=False, timeout=timeout)
 
     def delete_prefix(
         self, prefix: Union[bytes, str], *, prev_kv: bool = False, timeout: Any = NOT_GIVEN
@@ -321,9 +287,7 @@ class Client(LeaseMethods):
         is retried like a get; one that writes is never re-sent once it may have been seen.
         """
         req, read_only = txn_request(compare, success, failure)
-        return self._call(
-            _TXN, req, _TxnResponse, txn_result, idempotent=read_only, timeout=timeout
-        )
+        return self._call(TXN, req, txn_result, idempotent=read_only, timeout=timeout)
 
     def compact(
         self, revision: int, *, physical: bool = False, timeout: Any = NOT_GIVEN
@@ -332,9 +296,7 @@ class Client(LeaseMethods):
         req = rpc_pb2.CompactionRequest(
             revision=check_int(revision, "revision"), physical=check_bool(physical, "physical")
         )
-        return self._call(
-            _COMPACT, req, _CompactResponse, compact_result, idempotent=False, timeout=timeout
-        )
+        return self._call(COMPACT, req, compact_result, idempotent=False, timeout=timeout)
 
     # -- watches -----------------------------------------------------------------------------
     def watch(
@@ -412,6 +374,34 @@ class Client(LeaseMethods):
             self._watch_hub.close()
         self._lease_hub_close()
         return self._channel.close()
+
+
+def _make_transport(
+    transport: str,
+    endpoints: Sequence[str],
+    reactor: Any,
+    *,
+    connect_timeout: float,
+    keepalive_interval: Optional[float],
+    keepalive_timeout: float,
+    http_client: Any,
+) -> Transport:
+    """The transport a client asked for by name."""
+    if transport == "grpc":
+        if http_client is not None:
+            raise TypeError("http_client is for transport='gateway'")
+        return Channel(
+            endpoints,
+            reactor,
+            connect_timeout=connect_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+        )
+    if transport == "gateway":
+        return GatewayChannel(
+            endpoints, reactor, _http_client(http_client, reactor, connect_timeout)
+        )
+    raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
 
 
 def _http_client(given: Any, reactor: Any, connect_timeout: float) -> Any:

@@ -12,6 +12,7 @@ from typing import Any, Callable, List, Optional
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 
+from txetcd._channel import Channel
 from txetcd._client import Client
 from txetcd._errors import EtcdError, RevisionCompacted
 from txetcd._session import Session
@@ -90,7 +91,8 @@ async def tour(client: Client, say: Callable[[str], None]) -> None:
     )
     await watch.created
     await client.put(b"demo/live/a", b"1")
-    conn = client._channel.connection
+    channel = client._channel
+    conn = channel.connection if isinstance(channel, Channel) else None
     if conn is not None and conn.transport is not None:
         conn.transport.abortConnection()  # type: ignore[attr-defined]  # a connection reset
         await _sleep(client, 0.05)

@@ -1,28 +1,30 @@
 """The same calls over etcd's JSON gateway (HTTP/1.1), for where HTTP/2 cannot go.
 
-:class:`GatewayChannel` stands in for :class:`~txetcd._channel.Channel`: it takes the same
-serialised protobuf request a gRPC call would send, maps it with protobuf's JSON mapping
-(:mod:`txetcd._pbjson`: proto field names, int64 as strings, bytes as base64, enums by name) to
-the gateway path of that method (one table, :data:`ROUTES`), POSTs it through an HTTP/1.1 client
-(:mod:`txetcd._http1`: the lean pool, or treq with any agent), and hands back the answer
-serialised as protobuf, so the client decodes it exactly as for gRPC. Errors are translated by
-the gRPC ``code`` in the gateway's ``{"error", "code", "message"}`` body (never by HTTP status,
-which differs between etcd 3.4 and 3.5).
+:class:`GatewayChannel` implements the :class:`~txetcd._transport.Transport` seam, like the gRPC
+:class:`~txetcd._channel.Channel`: it takes the request *message*, writes it as the gateway's JSON
+(:mod:`txetcd._pbjson`: proto field names, int64 as strings, bytes as base64, enums by name),
+POSTs it to the method's gateway route (:attr:`~txetcd._transport.Method.gateway`) through an
+HTTP/1.1 client (:mod:`txetcd._http1`: the lean pool, or treq with any agent), and hands
+``decode`` the answer as a message (or, for KV answers, builds the result straight from the JSON:
+:mod:`txetcd._kvjson`). Errors are translated by the gRPC ``code`` in the gateway's
+``{"error", "code", "message"}`` body (never by HTTP status, which differs between etcd 3.4 and
+3.5).
 
-The retry rule is the gRPC transport's: a read whose connection broke after it was sent is sent
-again (to the next endpoint, up to ``max_attempts``); a write is sent again only when it never
-left; otherwise :class:`~txetcd.OutcomeUnknown`.
+The resend rule and its backoff are the gRPC transport's (:mod:`txetcd._retry`): a read whose
+connection broke after it was sent is sent again, to the next endpoint, up to ``max_attempts``;
+a write only when it never left; otherwise :class:`~txetcd.OutcomeUnknown`.
 
 Watches and the lease keepalive loop run on it too (see :class:`GatewayStream` and
-:class:`GatewayKeepAliveStream`).
+:class:`GatewayKeepAliveStream`): their messages go straight between JSON and protobuf messages.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence
 
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.task import deferLater
 
 from txetcd._channel import Endpoint, parse_endpoint
 from txetcd._errors import (
@@ -35,60 +37,17 @@ from txetcd._errors import (
 )
 from txetcd._http1 import HTTP1Client, HTTPResponse
 from txetcd._kvjson import DIRECT, Fallback
+from txetcd._methods import LEASE_KEEPALIVE, WATCH
 from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
+from txetcd._retry import RESEND_BACKOFF, may_resend
+from txetcd._transport import Capabilities, Metadata, Method
 
-__all__ = ["GatewayChannel", "ROUTES"]
-
-#: gRPC method path -> (gateway path, request message, response message)
-ROUTES: Dict[bytes, Tuple[str, Any, Any]] = {
-    b"/etcdserverpb.KV/Range": ("/v3/kv/range", rpc_pb2.RangeRequest, rpc_pb2.RangeResponse),
-    b"/etcdserverpb.KV/Put": ("/v3/kv/put", rpc_pb2.PutRequest, rpc_pb2.PutResponse),
-    b"/etcdserverpb.KV/DeleteRange": (
-        "/v3/kv/deleterange",
-        rpc_pb2.DeleteRangeRequest,
-        rpc_pb2.DeleteRangeResponse,
-    ),
-    b"/etcdserverpb.KV/Txn": ("/v3/kv/txn", rpc_pb2.TxnRequest, rpc_pb2.TxnResponse),
-    b"/etcdserverpb.KV/Compact": (
-        "/v3/kv/compaction",
-        rpc_pb2.CompactionRequest,
-        rpc_pb2.CompactionResponse,
-    ),
-    b"/etcdserverpb.Lease/LeaseGrant": (
-        "/v3/lease/grant",
-        rpc_pb2.LeaseGrantRequest,
-        rpc_pb2.LeaseGrantResponse,
-    ),
-    b"/etcdserverpb.Lease/LeaseRevoke": (
-        "/v3/lease/revoke",
-        rpc_pb2.LeaseRevokeRequest,
-        rpc_pb2.LeaseRevokeResponse,
-    ),
-    b"/etcdserverpb.Lease/LeaseTimeToLive": (
-        "/v3/lease/timetolive",
-        rpc_pb2.LeaseTimeToLiveRequest,
-        rpc_pb2.LeaseTimeToLiveResponse,
-    ),
-    b"/etcdserverpb.Lease/LeaseLeases": (
-        "/v3/lease/leases",
-        rpc_pb2.LeaseLeasesRequest,
-        rpc_pb2.LeaseLeasesResponse,
-    ),
-    # a stream on gRPC; one complete body gets one answer line per request on the gateway
-    b"/etcdserverpb.Lease/LeaseKeepAlive": (
-        "/v3/lease/keepalive",
-        rpc_pb2.LeaseKeepAliveRequest,
-        rpc_pb2.LeaseKeepAliveResponse,
-    ),
-}
-
-#: methods whose gateway answer is stream lines (``{"result": ...}``), not one object
-_LINES = frozenset({b"/etcdserverpb.Lease/LeaseKeepAlive"})
+__all__ = ["GatewayChannel"]
 
 _JSON = ((b"content-type", b"application/json"),)
-_WATCH = b"/etcdserverpb.Watch/Watch"
-_KEEPALIVE = b"/etcdserverpb.Lease/LeaseKeepAlive"
+#: methods whose gateway answer is stream lines (``{"result": ...}``), not one object
+_LINES = frozenset({LEASE_KEEPALIVE.path})
 
 
 def to_json(message: Any) -> bytes:
@@ -145,45 +104,48 @@ class _Unary:
         "response_type",
         "body",
         "headers",
-        "timeout",
+        "deadline",
         "idempotent",
         "decode",
         "direct",
         "lines",
+        "endpoint",
     )
 
     def __init__(
         self,
         channel: "GatewayChannel",
+        method: Method,
         gateway_path: str,
-        response_type: Any,
         body: bytes,
         headers: Any,
         timeout: Optional[float],
         idempotent: bool,
         decode: Callable[[Any], Any],
-        lines: bool,
     ) -> None:
         self.channel = channel
         self.gateway_path = gateway_path
-        self.response_type = response_type
+        self.response_type = method.response
         self.body = body
         self.headers = headers
-        self.timeout = timeout
+        self.deadline = None if timeout is None else channel.clock.seconds() + timeout
         self.idempotent = idempotent
         self.decode = decode
         self.direct = DIRECT.get(decode)
-        self.lines = lines  # the answer is stream lines ({"result": ...}), not one object
+        self.lines = method.path in _LINES  # the answer is stream lines ({"result": ...})
+        self.endpoint = 0  # the index of the endpoint the last attempt went to
 
     def __call__(self, n: int) -> "Deferred[Any]":
         channel = self.channel
-        endpoint = channel.endpoints[channel._index % len(channel.endpoints)]
+        self.endpoint = index = channel._index
+        endpoint = channel.endpoints[index % len(channel.endpoints)]
+        deadline = self.deadline
         d = channel.http.request(
             b"POST",
             endpoint.url.rstrip("/") + self.gateway_path,
             headers=self.headers,
             body=self.body,
-            timeout=self.timeout,
+            timeout=None if deadline is None else max(deadline - channel.clock.seconds(), 0.001),
             idempotent=self.idempotent,
         )
         return d.addCallbacks(self.answered, self.failed, errbackArgs=(n,))
@@ -209,21 +171,49 @@ class _Unary:
     def failed(self, failure: Any, n: int) -> Any:
         channel = self.channel
         err = failure.value
-        if isinstance(err, ConnectionFailed) and not channel.closed and n < channel.max_attempts:
-            # Not sent at all, or a read: safe to send again, on the next endpoint.
-            channel._index += 1
-            return self(n + 1)
-        return failure
+        if not isinstance(err, ConnectionFailed):
+            return failure
+        channel._endpoint_failed(self.endpoint)  # the next attempt, and the next call, go on
+        if not may_resend(idempotent=self.idempotent, maybe_sent=err.maybe_sent):
+            return failure
+        delay = RESEND_BACKOFF(n - 1)
+        deadline = self.deadline
+        clock = channel.clock
+        if (
+            channel.closed
+            or n >= channel.max_attempts
+            or (deadline is not None and clock.seconds() + delay >= deadline)
+        ):
+            return failure
+        return deferLater(clock, delay, self, n + 1)
+
+
+def gateway_headers(metadata: Metadata) -> Any:
+    """Request headers for the gateway: JSON, and each metadata pair as a header (the auth
+    token as ``Authorization``, the rest as ``Grpc-Metadata-<name>``)."""
+    if not metadata:
+        return _JSON
+    return (
+        _JSON
+        + tuple((b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token")
+        + tuple((b"authorization", v) for k, v in metadata if k == b"token")
+    )
 
 
 class GatewayChannel:
-    """Unary calls over the JSON gateway, through one HTTP/1.1 client.
+    """The :class:`~txetcd._transport.Transport` over the JSON gateway, through one HTTP/1.1
+    client.
 
-    :param endpoints: client URLs, tried in order (a read whose connection broke goes to the
-        next one).
+    :param endpoints: client URLs, tried in order (a call whose connection broke goes on with
+        the next one).
+    :param reactor: the reactor (time for deadlines and backoff).
     :param http: the HTTP/1.1 client (:class:`txetcd._http1_pool.PoolClient`, or
         :class:`txetcd._http1_treq.TreqClient` wrapping any treq ``HTTPClient`` or ``IAgent``).
     """
+
+    #: one request body per stream: nothing can be added once it is sent (see etcd-api 5.6);
+    #: a paused watch holds its own connection back by TCP
+    capabilities = Capabilities(duplex_streams=False, stream_window=True)
 
     def __init__(
         self,
@@ -243,81 +233,58 @@ class GatewayChannel:
         self.closed = False
         self._index = 0
 
+    @property
+    def endpoint_urls(self) -> List[str]:
+        """The client URLs this channel sends to."""
+        return [e.url for e in self.endpoints]
+
+    def _endpoint(self) -> Endpoint:
+        return self.endpoints[self._index % len(self.endpoints)]
+
+    def _endpoint_failed(self, index: int) -> None:
+        """A call to endpoint ``index`` broke: later calls go to the next (once per failure,
+        however many calls saw it)."""
+        if self._index == index:
+            self._index += 1
+
     def unary(
         self,
-        path: bytes,
-        payload: bytes,
-        *,
-        timeout: Optional[float],
-        idempotent: bool,
-        metadata: Sequence[Tuple[bytes, bytes]] = (),
-        decode: Callable[[bytes], Any] = bytes,
-    ) -> "Deferred[Any]":
-        """Send one call's serialised request; fires with ``decode`` of the serialised answer."""
-        route = ROUTES.get(path)
-        request = route[1].FromString(payload) if route is not None else None
-        return self.unary_message(
-            path,
-            request,
-            timeout=timeout,
-            idempotent=idempotent,
-            metadata=metadata,
-            decode=lambda message: decode(message.SerializeToString()),
-        )
-
-    def unary_message(
-        self,
-        path: bytes,
+        method: Method,
         request: Any,
         *,
         timeout: Optional[float],
         idempotent: bool,
-        metadata: Sequence[Tuple[bytes, bytes]] = (),
         decode: Callable[[Any], Any],
+        metadata: Metadata = (),
     ) -> "Deferred[Any]":
-        """:meth:`unary` with the request and the answer as protobuf messages (no serialising
-        on the way: the client hands over its message, and gets the answer's)."""
+        """Send one call's request message; fires with ``decode`` of the answer's message (or
+        of the result built straight from the JSON, for KV answers)."""
         if self.closed:
             return fail(ClientClosed("the client is closed"))
-        route = ROUTES.get(path)
-        if route is None:
+        gateway_path = method.gateway
+        if gateway_path is None:
             return fail(
-                Unimplemented(f"{path.decode()} is not available over the JSON gateway", code=12)
+                Unimplemented(f"{method.name} is not available over the JSON gateway", code=12)
             )
-        gateway_path, _request_type, response_type = route
-        body = to_json(request)
-        headers = (
-            (
-                _JSON
-                + tuple((b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token")
-                + tuple((b"authorization", v) for k, v in metadata if k == b"token")
-            )
-            if metadata
-            else _JSON
-        )
         call = _Unary(
             self,
+            method,
             gateway_path,
-            response_type,
-            body,
-            headers,
+            to_json(request),
+            gateway_headers(metadata),
             timeout,
             idempotent,
             decode,
-            path in _LINES,
         )
         return call(1)
 
-    #: one request body per stream: nothing can be added once it is sent (see etcd-api 5.6)
-    half_duplex = True
-
     def stream(
         self,
-        path: bytes,
-        on_message: Callable[[bytes], None],
+        method: Method,
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
         *,
-        metadata: Sequence[Tuple[bytes, bytes]] = (),
+        metadata: Metadata = (),
     ) -> Any:
         """A stream over the gateway.
 
@@ -326,11 +293,11 @@ class GatewayChannel:
         answers (:class:`GatewayKeepAliveStream`), since the gateway answers a keepalive body
         only once it is complete.
         """
-        if path == _WATCH:
+        if method.path == WATCH.path:
             return GatewayStream(self, on_message, on_close, metadata)
-        if path == _KEEPALIVE:
+        if method.path == LEASE_KEEPALIVE.path:
             return GatewayKeepAliveStream(self, on_message, on_close, metadata)
-        raise NotImplementedError(f"{path.decode()} does not run over the JSON gateway")
+        raise NotImplementedError(f"{method.name} does not run over the JSON gateway")
 
     def close(self) -> "Deferred[None]":
         """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""
@@ -343,8 +310,8 @@ class GatewayStream:
 
     Messages sent in the same reactor turn as the stream was made form the request body (the
     gateway answers nothing until the body is complete, and takes nothing after it); each JSON
-    line of the answer is handed on as the serialised protobuf ``WatchResponse`` a gRPC stream
-    would deliver. :meth:`cancel` closes the connection; there is no flow control to pause.
+    line of the answer is handed on as the ``WatchResponse`` message a gRPC stream would deliver.
+    :meth:`cancel` closes the connection; :meth:`pause` stops reading it.
     """
 
     duplex = False
@@ -353,9 +320,9 @@ class GatewayStream:
     def __init__(
         self,
         channel: GatewayChannel,
-        on_message: Callable[[bytes], None],
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
-        metadata: Sequence[Tuple[bytes, bytes]],
+        metadata: Metadata,
     ) -> None:
         self.channel = channel
         self.on_message = on_message
@@ -366,11 +333,11 @@ class GatewayStream:
         self._handle: Any = None
         self._start_call = channel.clock.callLater(0, self._start)
 
-    def send(self, message: bytes, end: bool = False) -> bool:
+    def send(self, message: Any, end: bool = False) -> bool:
         """Add a request to the body; once the request has gone, nothing more can be sent."""
         if self._handle is not None or self.ended:
             raise RuntimeError("a gateway stream takes no more requests once it has started")
-        self._body.append(to_json(rpc_pb2.WatchRequest.FromString(message)))
+        self._body.append(to_json(message))
         return True
 
     def pause(self) -> None:
@@ -388,8 +355,6 @@ class GatewayStream:
 
     def cancel(self) -> None:
         """Close the stream's connection; ``on_close`` gets ``CancelledError``."""
-        from twisted.internet.defer import CancelledError
-
         if self._start_call.active():
             self._start_call.cancel()
         if self._handle is not None:
@@ -403,14 +368,10 @@ class GatewayStream:
         if channel.closed:
             self._end(ClientClosed("the client is closed"))
             return
-        endpoint = channel.endpoints[channel._index % len(channel.endpoints)]
-        headers = _JSON + tuple(
-            (b"grpc-metadata-" + k, v) for k, v in self.metadata if k != b"token"
-        )
         self._handle = channel.http.stream(
             b"POST",
-            endpoint.url.rstrip("/") + "/v3/watch",
-            headers=headers,
+            channel._endpoint().url.rstrip("/") + "/v3/watch",
+            headers=gateway_headers(self.metadata),
             body=b"\n".join(self._body),
             on_line=self._line,
         )
@@ -423,8 +384,7 @@ class GatewayStream:
             return
         data = json.loads(line)
         if "result" in data:
-            msg = dict_to_message(data["result"], rpc_pb2.WatchResponse)
-            self.on_message(msg.SerializeToString())
+            self.on_message(dict_to_message(data["result"], rpc_pb2.WatchResponse))
         elif isinstance(data.get("error"), dict):
             err = data["error"]
             self._end(error_from_status(int(err.get("grpc_code", 2)), str(err.get("message", ""))))
@@ -490,30 +450,27 @@ class GatewayKeepAliveStream:
     def __init__(
         self,
         channel: GatewayChannel,
-        on_message: Callable[[bytes], None],
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
-        metadata: Sequence[Tuple[bytes, bytes]],
+        metadata: Metadata,
     ) -> None:
         self.channel = channel
         self.on_message = on_message
         self.on_close = on_close
-        self.headers = _JSON + tuple(
-            (b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token"
-        )
+        self.headers = gateway_headers(metadata)
         self.ended = False
         self._closing = False
         self._pending: List[Deferred[Any]] = []
 
-    def send(self, message: bytes, end: bool = False) -> bool:
+    def send(self, message: Any, end: bool = False) -> bool:
         """POST one keepalive request; its answer comes back through ``on_message``."""
         if self.ended or self._closing:
             raise RuntimeError("stream is closed for sending")
         channel = self.channel
-        endpoint = channel.endpoints[channel._index % len(channel.endpoints)]
-        body = to_json(rpc_pb2.LeaseKeepAliveRequest.FromString(message))
+        body = to_json(message)
         d = channel.http.request(
             b"POST",
-            endpoint.url.rstrip("/") + "/v3/lease/keepalive",
+            channel._endpoint().url.rstrip("/") + "/v3/lease/keepalive",
             headers=self.headers,
             body=body,
             timeout=None,
@@ -537,8 +494,7 @@ class GatewayKeepAliveStream:
             self._end(e if isinstance(e, EtcdError) else ProtocolViolation(repr(e)))
             return
         for result in results:
-            msg = dict_to_message(result, rpc_pb2.LeaseKeepAliveResponse)
-            self.on_message(msg.SerializeToString())
+            self.on_message(dict_to_message(result, rpc_pb2.LeaseKeepAliveResponse))
         if self._closing and not self._pending:
             self._end(None)
 
@@ -562,8 +518,6 @@ class GatewayKeepAliveStream:
 
     def cancel(self) -> None:
         """Drop the requests in flight; ``on_close`` gets ``CancelledError``."""
-        from twisted.internet.defer import CancelledError
-
         pending, self._pending = self._pending, []
         self._end(CancelledError())
         for d in pending:

@@ -10,13 +10,15 @@ GOAWAY's last-stream-id, or refused), otherwise it fails with :class:`~txetcd.Ou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 from urllib.parse import unquote
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
 
 from txetcd._errors import (
+    ClientClosed,
     ConnectionFailed,
     EtcdError,
     OutcomeUnknown,
@@ -33,13 +35,13 @@ from txetcd._h2frames import (
     encode_literal,
 )
 from txetcd._http2 import H2Stream
+from txetcd._retry import RESEND_BACKOFF, may_resend
+from txetcd._transport import Metadata, Method
 
 if TYPE_CHECKING:
     from txetcd._channel import Channel
 
 __all__ = ["GrpcStream", "Metadata"]
-
-Metadata = Sequence[Tuple[bytes, bytes]]
 
 
 def _timeout_header(seconds: float) -> bytes:
@@ -94,23 +96,33 @@ class _Call(H2Stream):
             self.status, self.status_message = status, message
 
 
+def where(connection: Any) -> str:
+    """``"<endpoint URL>: "`` for a connection the channel made, to name it in errors."""
+    endpoint = connection.endpoint if connection is not None else None
+    return f"{endpoint.url}: " if endpoint is not None else ""
+
+
 class _UnaryCall(_Call):
     """One unary call: every attempt of it, its deadline and its Deferred."""
+
+    log = Logger()
 
     def __init__(
         self,
         channel: "Channel",
-        path: bytes,
+        method: Method,
         payload: bytes,
         timeout: Optional[float],
         idempotent: bool,
         metadata: Metadata,
-        decode: Callable[[bytes], Any],
+        decode: Callable[[Any], Any],
     ) -> None:
         self.decode = decode
+        self.parse = method.parse
         self.channel = channel
-        self.path = path
+        self.path = method.path
         self.payload = payload
+        self.resend_timer: Optional[IDelayedCall] = None
         self.idempotent = idempotent
         self.metadata = metadata
         self.attempts = 0
@@ -166,7 +178,7 @@ class _UnaryCall(_Call):
                 self._finish_error(ProtocolViolation("unary response had the wrong length"))
                 return
             try:
-                result = self.decode(buf[5:])
+                result = self.decode(self.parse(buf[5:]))
             except Exception as e:
                 self._finish_error(ProtocolViolation(f"could not decode the response: {e!r}"))
                 return
@@ -196,21 +208,48 @@ class _UnaryCall(_Call):
     def connection_failed(self, reason: ConnectionClosed) -> None:
         if self.finished:
             return
-        if isinstance(reason, StreamNotProcessed) or self.idempotent:
-            if self.attempts < self.channel.max_attempts and self.channel.dispatch(self):
-                return
-            if self.finished:  # dispatch() failed it already (the channel is closed)
-                return
-            self._finish_error(
-                ConnectionFailed(f"{reason.reason} (after {self.attempts} attempts)")
-            )
-        else:
+        why = where(self.connection) + reason.reason
+        sent = not isinstance(reason, StreamNotProcessed)
+        if not may_resend(idempotent=self.idempotent, maybe_sent=sent):
             self._finish_error(
                 OutcomeUnknown(
-                    f"the write's outcome is unknown: {reason.reason}",
-                    cause=ConnectionFailed(reason.reason),
+                    f"the write's outcome is unknown: {why}",
+                    cause=ConnectionFailed(why, maybe_sent=True),
                 )
             )
+            return
+        channel = self.channel
+        if channel.closed:
+            self._finish_error(ClientClosed("the client is closed"))
+            return
+        delay = RESEND_BACKOFF(self.attempts - 1)
+        deadline = self.deadline
+        if (
+            self.attempts < channel.max_attempts
+            and (deadline is None or channel.clock.seconds() + delay < deadline)
+        ):
+            # Sent again after a short jittered wait, on whatever connection is current then.
+            if not sent:
+                self.sent = False  # it never reached the server: a deadline now is no WriteTimeout
+            self.resend_timer = channel.clock.callLater(delay, self._resend)
+            channel._resending.add(self)
+            return
+        self._finish_error(
+            ConnectionFailed(f"{why} (after {self.attempts} attempts)", maybe_sent=sent)
+        )
+
+    def _resend(self) -> None:
+        self.resend_timer = None
+        self.channel._resending.discard(self)
+        if not self.finished:
+            self.channel.dispatch(self)
+
+    def _stop_resend(self) -> None:
+        timer, self.resend_timer = self.resend_timer, None
+        if timer is not None:
+            self.channel._resending.discard(self)
+            if timer.active():
+                timer.cancel()
 
     def fail_to_connect(self, error: EtcdError) -> None:
         if not self.finished:
@@ -227,6 +266,7 @@ class _UnaryCall(_Call):
         self.finished = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
+        self._stop_resend()
         self.channel._forget_waiter(self)
         self.deferred.errback(error)
 
@@ -234,6 +274,7 @@ class _UnaryCall(_Call):
         self.timer = None
         if self.finished:
             return
+        self._stop_resend()
         self.cancel(CANCEL)
         self.channel._forget_waiter(self)
         if self.sent and not self.idempotent:
@@ -253,6 +294,7 @@ class _UnaryCall(_Call):
         self.finished = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
+        self._stop_resend()
         self.channel._forget_waiter(self)
         self.cancel(CANCEL)
 
@@ -260,23 +302,24 @@ class _UnaryCall(_Call):
 class GrpcStream(_Call):
     """A server-streaming or bidi call.
 
-    ``on_message(bytes)`` gets each response message in order; ``on_close(error)`` is called
-    once at the end with ``None`` (status OK) or the error. :meth:`pause` stops delivery and
-    stops returning HTTP/2 window, so a slow consumer holds the server back instead of letting
-    memory grow; :meth:`resume` delivers what was held. Messages may be of any size.
+    ``on_message(message)`` gets each response message, parsed, in order; ``on_close(error)``
+    is called once at the end with ``None`` (status OK) or the error. :meth:`pause` stops
+    delivery and stops returning HTTP/2 window, so a slow consumer holds the server back instead
+    of letting memory grow; :meth:`resume` delivers what was held. Messages may be of any size.
     """
 
     def __init__(
         self,
         channel: "Channel",
-        path: bytes,
-        on_message: Callable[[bytes], None],
+        method: Method,
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
         metadata: Metadata = (),
     ) -> None:
         super().__init__()
         self.channel = channel
-        self.path = path
+        self.path = method.path
+        self.parse = method.parse
         self.metadata = metadata
         self.on_message = on_message
         self.on_close = on_close
@@ -286,6 +329,7 @@ class GrpcStream(_Call):
         self._need = 5
         self._msg_len: Optional[int] = None
         self._held = 0  # bytes received but not yet delivered (not yet returned as window)
+        self.largest = 0  # the largest message received, in bytes (no cap applies)
         self._writable: List[Deferred[None]] = []
         self._ending: Optional[BaseException] = None
         self._server_done = False
@@ -294,11 +338,12 @@ class GrpcStream(_Call):
         return prefix + (_metadata_block(self.metadata) if self.metadata else b"")
 
     # -- sending -------------------------------------------------------------------------------
-    def send(self, message: bytes, end: bool = False) -> bool:
+    def send(self, message: Any, end: bool = False) -> bool:
         """Send one message (``end``: and half-close). False if it had to be queued for window."""
         if self.ended or self.local_closed:
             raise RuntimeError("stream is closed for sending")
-        frame = b"\x00" + len(message).to_bytes(4, "big") + message
+        data = message.SerializeToString()
+        frame = b"\x00" + len(data).to_bytes(4, "big") + data
         if self.connection is None:
             self._early.append((frame, end))
             if end:
@@ -353,7 +398,14 @@ class GrpcStream(_Call):
             n = int.from_bytes(buf[1:5], "big")
             if len(buf) < 5 + n:
                 break
-            message = bytes(buf[5 : 5 + n])
+            if n > self.largest:
+                self.largest = n
+            try:
+                message = self.parse(bytes(buf[5 : 5 + n]))
+            except Exception as e:
+                self._end(ProtocolViolation(f"could not decode a stream message: {e!r}"))
+                self.cancel(CANCEL)
+                return
             del buf[: 5 + n]
             delivered += 5 + n
             self.on_message(message)
@@ -399,7 +451,7 @@ class GrpcStream(_Call):
         self._end(Unavailable(f"server reset the stream (HTTP/2 error code {code})", code=14))
 
     def connection_failed(self, reason: ConnectionClosed) -> None:
-        self._end(ConnectionFailed(reason.reason))
+        self._end(ConnectionFailed(where(self.connection) + reason.reason, maybe_sent=True))
 
     def fail_to_connect(self, error: EtcdError) -> None:
         self._end(error)

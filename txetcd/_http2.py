@@ -164,6 +164,9 @@ class H2Connection(Protocol):
     :param on_goaway: called when the server says GOAWAY (no new streams here).
     """
 
+    #: where this connection goes (set by the channel that made it); named in errors
+    endpoint: Any = None
+
     def __init__(
         self,
         clock: IReactorTime,

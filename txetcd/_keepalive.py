@@ -40,14 +40,14 @@ from txetcd._errors import (
     Timeout,
 )
 from txetcd._kv import header_of
+from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._proto import rpc_pb2
 from txetcd._retry import backoff_policy
 from txetcd._signal import Signal
 from txetcd._types import ResponseHeader
 
 if TYPE_CHECKING:
-    from txetcd._channel import Channel
-    from txetcd._grpc import GrpcStream
+    from txetcd._transport import Stream, Transport
 
 __all__ = [
     "KeepAlive",
@@ -57,9 +57,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-KEEPALIVE_PATH = b"/etcdserverpb.Lease/LeaseKeepAlive"
-_KeepAliveResponse = rpc_pb2.LeaseKeepAliveResponse.FromString
 
 
 class LeaseKeepAliveResult(NamedTuple):
@@ -113,7 +110,7 @@ class _Kept:
     def __init__(self, hub: "_KeepAliveHub", lease_id: int, ttl: Optional[int], now: float) -> None:
         self.hub = hub
         self.id = lease_id
-        self.request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id).SerializeToString()
+        self.request = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)
         self.ttl = ttl
         # Until the first answer: the TTL we were given, or the client's call timeout.
         self.deadline = now + (ttl if ttl is not None else hub.first_reply_timeout)
@@ -257,12 +254,12 @@ class _KeepAliveHub:
 
     log = Logger()
 
-    def __init__(self, channel: "Channel", clock: Any, first_reply_timeout: float) -> None:
+    def __init__(self, channel: "Transport", clock: Any, first_reply_timeout: float) -> None:
         self.channel = channel
         self.clock = clock
         self.first_reply_timeout = first_reply_timeout
         self.leases: Dict[int, _Kept] = {}
-        self.stream: Optional[GrpcStream] = None
+        self.stream: Optional[Stream] = None
         self.backoff = keepalive_backoff()
         self.last_error: Optional[BaseException] = None
         self._generation = 0  # tells the current stream's callbacks from an old one's
@@ -354,23 +351,18 @@ class _KeepAliveHub:
         for kept in self.leases.values():
             kept.sent.clear()
         stream = self.channel.stream(
-            KEEPALIVE_PATH,
-            lambda data: self._message(generation, data),
+            LEASE_KEEPALIVE,
+            lambda resp: self._message(generation, resp),
             lambda error: self._closed(generation, error),
         )
         if generation == self._generation:  # else it failed at once, and a reopen is due
             self.stream = stream
 
-    def _message(self, generation: int, data: bytes) -> None:
+    def _message(self, generation: int, resp: Any) -> None:
         if generation != self._generation:
             return
         now = self.clock.seconds()
         self._last_message = now
-        try:
-            resp = _KeepAliveResponse(data)
-        except Exception as e:
-            self._break(ProtocolViolation(f"could not decode a keepalive answer: {e!r}"), True)
-            return
         self._failures = 0
         self.last_error = None
         kept = self.leases.get(resp.ID)

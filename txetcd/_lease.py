@@ -14,19 +14,25 @@ from twisted.internet.defer import Deferred
 from txetcd._args import NOT_GIVEN, check_bool, check_int
 from txetcd._errors import LeaseExpired
 from txetcd._keepalive import (
-    KEEPALIVE_PATH,
     KeepAlive,
     LeaseKeepAliveResult,
     _KeepAliveHub,
 )
 from txetcd._kv import header_of
+from txetcd._methods import (
+    LEASE_GRANT,
+    LEASE_KEEPALIVE,
+    LEASE_LEASES,
+    LEASE_REVOKE,
+    LEASE_TIME_TO_LIVE,
+)
 from txetcd._proto import rpc_pb2
 from txetcd._types import ResponseHeader
 
 if TYPE_CHECKING:
     from typing import TypeVar
 
-    from txetcd._channel import Channel
+    from txetcd._transport import Method, Transport
 
     T = TypeVar("T")
 
@@ -39,17 +45,6 @@ __all__ = [
     "check_lease_id",
     "check_ttl",
 ]
-
-_GRANT = b"/etcdserverpb.Lease/LeaseGrant"
-_REVOKE = b"/etcdserverpb.Lease/LeaseRevoke"
-_TIME_TO_LIVE = b"/etcdserverpb.Lease/LeaseTimeToLive"
-_LEASES = b"/etcdserverpb.Lease/LeaseLeases"
-
-_GrantResponse = rpc_pb2.LeaseGrantResponse.FromString
-_RevokeResponse = rpc_pb2.LeaseRevokeResponse.FromString
-_TimeToLiveResponse = rpc_pb2.LeaseTimeToLiveResponse.FromString
-_LeasesResponse = rpc_pb2.LeaseLeasesResponse.FromString
-_KeepAliveResponse = rpc_pb2.LeaseKeepAliveResponse.FromString
 
 
 _NOT_GIVEN = NOT_GIVEN
@@ -151,15 +146,14 @@ class LeaseMethods:
     """The lease calls of :class:`txetcd.Client` and its keepalive loop."""
 
     if TYPE_CHECKING:
-        _channel: Channel
+        _channel: Transport
         reactor: Any
         timeout: Optional[float]
 
         def _call(
             self,
-            path: bytes,
+            method: Method,
             request: Any,
-            parse: Callable[[bytes], Any],
             decode: Callable[[Any], T],
             *,
             idempotent: bool,
@@ -184,9 +178,8 @@ class LeaseMethods:
         if id is not None:
             req.ID = check_lease_id(id, "id")
         return self._call(
-            _GRANT,
+            LEASE_GRANT,
             req,
-            _GrantResponse,
             _grant_result,
             idempotent=False,
             timeout=self._lease_timeout(timeout),
@@ -199,9 +192,8 @@ class LeaseMethods:
         """
         req = rpc_pb2.LeaseRevokeRequest(ID=check_lease_id(lease_id))
         return self._call(
-            _REVOKE,
+            LEASE_REVOKE,
             req,
-            _RevokeResponse,
             _revoke_result,
             idempotent=False,
             timeout=self._lease_timeout(timeout),
@@ -215,9 +207,8 @@ class LeaseMethods:
             ID=check_lease_id(lease_id), keys=check_bool(keys, "keys")
         )
         return self._call(
-            _TIME_TO_LIVE,
+            LEASE_TIME_TO_LIVE,
             req,
-            _TimeToLiveResponse,
             _time_to_live_result,
             idempotent=True,
             timeout=self._lease_timeout(timeout),
@@ -226,9 +217,8 @@ class LeaseMethods:
     def leases(self, *, timeout: Any = _NOT_GIVEN) -> "Deferred[LeasesResult]":
         """The IDs of every lease the server holds (unsorted)."""
         return self._call(
-            _LEASES,
+            LEASE_LEASES,
             rpc_pb2.LeaseLeasesRequest(),
-            _LeasesResponse,
             _leases_result,
             idempotent=True,
             timeout=self._lease_timeout(timeout),
@@ -246,9 +236,8 @@ class LeaseMethods:
         req = rpc_pb2.LeaseKeepAliveRequest(ID=lease_id)
         # One request on the bidi method, then half-close: one answer, then status OK.
         d = self._call(
-            KEEPALIVE_PATH,
+            LEASE_KEEPALIVE,
             req,
-            _KeepAliveResponse,
             _keepalive_result,
             idempotent=True,
             timeout=self._lease_timeout(timeout),

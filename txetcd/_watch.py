@@ -38,21 +38,19 @@ from twisted.python.failure import Failure
 from txetcd._args import check_bool, check_int, key_range
 from txetcd._errors import ClientClosed, RevisionCompacted, WatchCancelled
 from txetcd._kv import header_of, kv_of
+from txetcd._methods import WATCH
 from txetcd._proto import rpc_pb2
 from txetcd._types import Event, EventType, WatchBatch
 
 if TYPE_CHECKING:
-    from txetcd._channel import Channel
-    from txetcd._grpc import GrpcStream
+    from txetcd._transport import Stream, Transport
 
 __all__ = ["Watch", "WatchFilter", "WatchHub"]
 
-_WATCH = b"/etcdserverpb.Watch/Watch"
-_WatchResponse = rpc_pb2.WatchResponse.FromString
 _WatchRequest: Any = rpc_pb2.WatchRequest
 _CreateRequest: Any = rpc_pb2.WatchCreateRequest
 _CancelRequest: Any = rpc_pb2.WatchCancelRequest
-_PROGRESS = _WatchRequest(progress_request=rpc_pb2.WatchProgressRequest()).SerializeToString()
+_PROGRESS = _WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
 
 Callback = Callable[[WatchBatch], Any]
 
@@ -283,7 +281,7 @@ class Watch:
         else:
             self.done.errback(failure)
 
-    def _create_request(self, watch_id: int) -> bytes:
+    def _create_request(self, watch_id: int) -> Any:
         req = _CreateRequest(
             key=self.key,
             range_end=self.range_end,
@@ -295,8 +293,7 @@ class Watch:
         )
         if self._filters:
             req.filters.extend(self._filters)
-        out: bytes = _WatchRequest(create_request=req).SerializeToString()
-        return out
+        return _WatchRequest(create_request=req)
 
 
 class _WatchStream:
@@ -309,12 +306,11 @@ class _WatchStream:
         self.creating: Deque[Any] = deque()  # creates sent, answers pending (in order)
         self.next_id = 1
         self.paused_by = 0
-        self.largest = 0  # the largest message received, in bytes (no cap applies)
         self.dead = False
         self.established = False
         metadata = ((b"hasleader", b"true"),) if require_leader else ()
-        self.grpc: GrpcStream = hub.channel.stream(
-            _WATCH, self._on_message, self._on_close, metadata=metadata
+        self.grpc: Stream = hub.channel.stream(
+            WATCH, self._on_message, self._on_close, metadata=metadata
         )
 
     def add(self, watch: Watch) -> None:
@@ -331,9 +327,9 @@ class _WatchStream:
     def remove(self, watch: Watch) -> None:
         if self.watches.get(watch._watch_id) is watch:
             del self.watches[watch._watch_id]
-            if not self.dead and getattr(self.grpc, "duplex", True):
+            if not self.dead and self.hub.channel.capabilities.duplex_streams:
                 cancel = _WatchRequest(cancel_request=_CancelRequest(watch_id=watch._watch_id))
-                self.grpc.send(cancel.SerializeToString())
+                self.grpc.send(cancel)
         watch._stream = None
         if not self.watches and not self.dead:
             self.close()
@@ -349,10 +345,7 @@ class _WatchStream:
         else:
             self.grpc.resume()
 
-    def _on_message(self, data: bytes) -> None:
-        if len(data) > self.largest:
-            self.largest = len(data)
-        resp = _WatchResponse(data)
+    def _on_message(self, resp: Any) -> None:
         if resp.created:
             if not self.creating:
                 return
@@ -419,7 +412,7 @@ class WatchHub:
 
     def __init__(
         self,
-        channel: "Channel",
+        channel: "Transport",
         clock: Any,
         *,
         backoff_initial: float = 0.05,
@@ -490,7 +483,7 @@ class WatchHub:
                 stream.grpc.send(_PROGRESS)
 
     def _attach(self, watch: Watch) -> None:
-        if getattr(self.channel, "half_duplex", False):
+        if not self.channel.capabilities.duplex_streams:
             solo = _WatchStream(self, watch.require_leader)
             self.solo.append(solo)
             solo.add(watch)

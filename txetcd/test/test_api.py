@@ -12,6 +12,7 @@ import txetcd
 from txetcd import _client, _errors, _keepalive, _lease, _mirror, _session, _txn, _types, _watch
 from txetcd._args import prefix_range_end
 from txetcd._errors import error_from_status
+from txetcd.test.helpers import grpc_channel
 
 
 def test_root_only_reexports() -> None:
@@ -80,7 +81,7 @@ class _NoNetworkReactor(task.Clock):
 def test_bad_arguments_raise_before_sending(offline: txetcd.Client, call: Any, exc: type) -> None:
     with pytest.raises(exc):
         call(offline)
-    assert offline._channel.connection is None and offline._channel._connecting is None
+    assert grpc_channel(offline).connection is None and grpc_channel(offline)._connecting is None
     assert offline.reactor.getDelayedCalls() == []
 
 

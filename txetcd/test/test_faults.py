@@ -13,6 +13,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from txetcd import Client, ConnectionFailed, OutcomeUnknown, Timeout
+from txetcd.test.helpers import grpc_channel
 from txetcd.testing import EtcdServer
 
 
@@ -62,7 +63,7 @@ async def test_ten_thousand_calls_128_in_flight(etcd_client: Client, etcd_prefix
         return done
 
     ds = [defer.ensureDeferred(worker(w)) for w in range(workers)]
-    conn = etcd_client._channel.connection
+    conn = grpc_channel(etcd_client).connection
     seen_in_flight.append(len(conn.streams) if conn is not None else 0)
     total = sum(await defer.gatherResults(ds, consumeErrors=True))
     assert total >= 10_000
@@ -78,7 +79,7 @@ async def test_connection_reset_retries_reads_and_reports_writes(
     keys = [etcd_prefix + b"%02d" % i for i in range(64)]
     for k in keys:
         await etcd_client.put(k, b"before")
-    conn = etcd_client._channel.connection
+    conn = grpc_channel(etcd_client).connection
     assert conn is not None
     gets = [etcd_client.get(k) for k in keys]
     puts = [etcd_client.put(k, b"after") for k in keys]
@@ -92,7 +93,7 @@ async def test_connection_reset_retries_reads_and_reports_writes(
     unknown = [r for r in put_outcomes if isinstance(r, Exception)]
     assert all(isinstance(r, OutcomeUnknown) for r in unknown), unknown
     assert unknown, "the reset came after the writes were sent: their outcome is unknown"
-    assert etcd_client._channel.connection is not conn
+    assert grpc_channel(etcd_client).connection is not conn
     # nothing was applied twice: each key has at most one write after "before"
     for k in keys:
         kv = (await etcd_client.get(k)).kvs[0]
@@ -146,7 +147,7 @@ async def test_etcd_killed_mid_flight_then_back(etcd_server_private: EtcdServer)
     finally:
         await client.close()
     assert txetcd_timers(reactor()) == []
-    assert client._channel.connections == []
+    assert grpc_channel(client).connections == []
 
 
 @pytest_twisted.ensureDeferred
@@ -177,7 +178,7 @@ async def test_close_fails_pending_calls_and_leaves_nothing(etcd_server: EtcdSer
     assert isinstance(outcome, (ClientClosed, ConnectionFailed)) or outcome.value == b"v"
     with pytest.raises(ClientClosed):
         await client.get(b"close/k")
-    assert client._channel.connections == []
+    assert grpc_channel(client).connections == []
     assert txetcd_timers(reactor()) == []
 
 

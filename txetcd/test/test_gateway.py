@@ -19,8 +19,9 @@ from txetcd import (
     TooManyOperations,
     Unimplemented,
 )
-from txetcd._gateway import ROUTES, gateway_error
+from txetcd._gateway import gateway_error
 from txetcd._http1 import HTTPResponse
+from txetcd._methods import LEASE_GRANT, RANGE, TXN
 from txetcd.testing import EtcdServer, TCPProxy
 
 
@@ -143,11 +144,11 @@ def test_errors_go_by_grpc_code_not_http_status() -> None:
     assert isinstance(
         gateway_error(HTTPResponse(404, {}, b"Not Found\n"), mutation=False), Unimplemented
     )
-    assert set(ROUTES) >= {
-        b"/etcdserverpb.KV/Range",
-        b"/etcdserverpb.KV/Txn",
-        b"/etcdserverpb.Lease/LeaseGrant",
-    }
+    assert (RANGE.gateway, TXN.gateway, LEASE_GRANT.gateway) == (
+        "/v3/kv/range",
+        "/v3/kv/txn",
+        "/v3/lease/grant",
+    )
 
 
 @pytest_twisted.ensureDeferred

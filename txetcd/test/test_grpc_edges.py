@@ -30,6 +30,7 @@ from txetcd._h2frames import (
     CANCEL,
     MAX_STREAM_ID,
 )
+from txetcd._transport import Method
 from txetcd.test.h2server import (
     GrpcServer,
     ServerCall,
@@ -38,6 +39,7 @@ from txetcd.test.h2server import (
     never,
     wait_for,
 )
+from txetcd.test.helpers import Raw, raw_method
 
 T = TypeVar("T")
 reactor: Any = _installed_reactor  # interfaces are not typed without mypy-zope
@@ -47,6 +49,11 @@ HOLD = b"/t.Test/Hold"  # answered by the test, when it chooses
 NEVER = b"/t.Test/Never"
 STREAM = b"/t.Test/Stream"
 SIZE = b"/t.Test/Size"  # answers with the request message's length
+
+
+def rpc(ch: Channel, path: bytes, payload: bytes, **options: Any) -> Deferred[Any]:
+    """A unary call of the test server's method ``path`` with a raw payload."""
+    return ch.unary(raw_method(path), Raw(payload), decode=bytes, **options)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -170,8 +177,8 @@ class Probe:
         return error
 
     def open(self, ch: Channel, path: bytes = STREAM, request: bytes = b"go") -> GrpcStream:
-        self.stream = ch.stream(path, self.on_message, self.on_close)
-        self.stream.send(request, end=True)
+        self.stream = ch.stream(raw_method(path), self.on_message, self.on_close)
+        self.stream.send(Raw(request), end=True)
         return self.stream
 
 
@@ -182,7 +189,7 @@ class Probe:
 async def test_unary_sends_metadata_and_grpc_timeout(env: Env) -> None:
     ch = env.channel()
     meta = [(b"token", b"s3cret"), (b"x-trace", b"abc")]
-    got = await within(ch.unary(ECHO, b"payload", timeout=3.0, idempotent=True, metadata=meta))
+    got = await within(rpc(ch, ECHO, b"payload", timeout=3.0, idempotent=True, metadata=meta))
     assert got == b"payload"
     (call,) = env.server.requests
     assert call.header(b"token") == b"s3cret" and call.header(b"x-trace") == b"abc"
@@ -192,7 +199,7 @@ async def test_unary_sends_metadata_and_grpc_timeout(env: Env) -> None:
     assert timeout is not None and timeout.endswith(b"m")
     assert 0 < int(timeout[:-1]) <= 3001
     # No deadline, no grpc-timeout.
-    await within(ch.unary(ECHO, b"x", timeout=None, idempotent=True))
+    await within(rpc(ch, ECHO, b"x", timeout=None, idempotent=True))
     assert env.server.requests[1].header(b"grpc-timeout") is None
 
 
@@ -214,7 +221,7 @@ async def test_unary_sends_metadata_and_grpc_timeout(env: Env) -> None:
 async def test_trailers_only_error_is_typed(env: Env, code: int, message: str, error: type) -> None:
     """grpc-status/grpc-message in a Trailers-Only answer, percent-encoded, become our error."""
     env.server.handlers[HOLD] = lambda c: c.trailers_only(code, message)
-    err = await failure_of(env.channel().unary(HOLD, b"", timeout=2.0, idempotent=True))
+    err = await failure_of(rpc(env.channel(), HOLD, b"", timeout=2.0, idempotent=True))
     assert type(err) is error
     assert err.code == code and err.message == message  # type: ignore[attr-defined]
 
@@ -227,14 +234,14 @@ async def test_error_in_trailers_after_headers_and_data(env: Env) -> None:
         call.send_trailers(8, "etcdserver: mvcc: database space exceeded")
 
     env.server.handlers[HOLD] = handler
-    err = await failure_of(env.channel().unary(HOLD, b"", timeout=2.0, idempotent=False))
+    err = await failure_of(rpc(env.channel(), HOLD, b"", timeout=2.0, idempotent=False))
     assert isinstance(err, txetcd.DatabaseSpaceExceeded)
 
 
 @pytest_twisted.ensureDeferred
 async def test_http_error_status_without_grpc_status(env: Env) -> None:
     env.server.handlers[HOLD] = lambda c: c.send_headers(status=b"503", end_stream=True)
-    err = await failure_of(env.channel().unary(HOLD, b"", timeout=2.0, idempotent=True))
+    err = await failure_of(rpc(env.channel(), HOLD, b"", timeout=2.0, idempotent=True))
     assert isinstance(err, txetcd.Unavailable) and "503" in str(err)
 
 
@@ -248,7 +255,7 @@ async def test_missing_grpc_status_is_a_protocol_violation(env: Env) -> None:
         call.protocol._flush()
 
     env.server.handlers[HOLD] = handler
-    err = await failure_of(env.channel().unary(HOLD, b"", timeout=2.0, idempotent=True))
+    err = await failure_of(rpc(env.channel(), HOLD, b"", timeout=2.0, idempotent=True))
     assert isinstance(err, txetcd.ProtocolViolation)
 
 
@@ -260,7 +267,7 @@ async def test_huge_header_blocks_both_ways(env: Env) -> None:
     """Header blocks far above the 16 KiB frame limit travel as HEADERS + CONTINUATION."""
     ch = env.channel()
     big_meta = [(b"x-big", b"m" * 40_000)] + [(b"x-%d" % i, b"v%d" % i) for i in range(300)]
-    assert await within(ch.unary(ECHO, b"a", timeout=2.0, idempotent=True, metadata=big_meta))
+    assert await within(rpc(ch, ECHO, b"a", timeout=2.0, idempotent=True, metadata=big_meta))
     (call,) = env.server.requests
     assert call.header(b"x-big") == b"m" * 40_000 and call.header(b"x-299") == b"v299"
 
@@ -272,11 +279,11 @@ async def test_huge_header_blocks_both_ways(env: Env) -> None:
         call.send_trailers(0, extra=many)
 
     env.server.handlers[HOLD] = answer
-    assert await within(ch.unary(HOLD, b"", timeout=2.0, idempotent=True)) == b"fine"
+    assert await within(rpc(ch, HOLD, b"", timeout=2.0, idempotent=True)) == b"fine"
     # A 70 KB grpc-message: beyond hpack's default 64 KiB list limit, within our 1 MiB.
     long_message = "etcdserver: " + "x" * 70_000
     env.server.handlers[HOLD] = lambda c: c.trailers_only(9, long_message)
-    err = await failure_of(ch.unary(HOLD, b"", timeout=2.0, idempotent=True))
+    err = await failure_of(rpc(ch, HOLD, b"", timeout=2.0, idempotent=True))
     assert isinstance(err, txetcd.FailedPrecondition) and err.message == long_message
     assert len(env.server.connections) == 1 and env.server.errors == []
 
@@ -292,7 +299,7 @@ async def test_padded_and_prioritised_frames(env: Env) -> None:
     env.server.handlers[HOLD] = answer
     ch = env.channel()
     for _ in range(3):  # padding costs window: it must be given back
-        assert await within(ch.unary(HOLD, b"", timeout=2.0, idempotent=True)) == b"padded"
+        assert await within(rpc(ch, HOLD, b"", timeout=2.0, idempotent=True)) == b"padded"
 
 
 @pytest_twisted.ensureDeferred
@@ -300,7 +307,7 @@ async def test_replies_in_many_tiny_writes(env: Env) -> None:
     env.server.write_chunk = 3
     env.server.write_delay = 0.0005
     ch = env.channel()
-    assert await within(ch.unary(ECHO, b"t" * 100, timeout=5.0, idempotent=True)) == b"t" * 100
+    assert await within(rpc(ch, ECHO, b"t" * 100, timeout=5.0, idempotent=True)) == b"t" * 100
     assert env.server.chunk_writes > 50  # preface, settings, headers, data, trailers: 3 bytes each
     # Count the client's reads from now on: the answers must really arrive in pieces.
     conn = ch.connection
@@ -313,7 +320,7 @@ async def test_replies_in_many_tiny_writes(env: Env) -> None:
         received(data)
 
     conn.dataReceived = counting  # type: ignore[method-assign]
-    assert await within(ch.unary(ECHO, b"u" * 100, timeout=5.0, idempotent=True)) == b"u" * 100
+    assert await within(rpc(ch, ECHO, b"u" * 100, timeout=5.0, idempotent=True)) == b"u" * 100
     assert len(reads) > 20 and max(reads) < 20
     probe = Probe()
     env.server.handlers[STREAM] = _streamer([grpc_frame(b"msg-%d" % i) for i in range(5)])
@@ -330,7 +337,7 @@ async def test_goaway_with_calls_in_flight(env: Env) -> None:
     """Calls above last-stream-id go again on a new connection (writes too); the rest finish."""
     env.server.handlers[HOLD] = lambda c: None if c.protocol.index == 0 else echo(c)
     ch = env.channel()
-    calls = [ch.unary(HOLD, b"w%d" % i, timeout=5.0, idempotent=False) for i in range(3)]
+    calls = [rpc(ch, HOLD, b"w%d" % i, timeout=5.0, idempotent=False) for i in range(3)]
     await wait_for(lambda: len(env.server.requests) == 3)
     first = env.server.connections[0]
     assert [c.stream_id for c in env.server.requests] == [1, 3, 5]
@@ -345,17 +352,17 @@ async def test_goaway_with_calls_in_flight(env: Env) -> None:
     assert [await within(d) for d in calls[:2]] == [b"w0", b"w1"]
     await wait_for(lambda: first.lost is not None, what="the client to close the old connection")
     assert len(ch.connections) == 1
-    assert await within(ch.unary(ECHO, b"next", timeout=2.0, idempotent=False)) == b"next"
+    assert await within(rpc(ch, ECHO, b"next", timeout=2.0, idempotent=False)) == b"next"
     assert env.server.requests[-1].protocol.index == 1
 
 
 @pytest_twisted.ensureDeferred
 async def test_goaway_when_idle_moves_to_a_new_connection(env: Env) -> None:
     ch = env.channel()
-    await within(ch.unary(ECHO, b"a", timeout=2.0, idempotent=True))
+    await within(rpc(ch, ECHO, b"a", timeout=2.0, idempotent=True))
     env.server.connections[0].goaway(1)
     await wait_for(lambda: env.server.connections[0].lost is not None)
-    await within(ch.unary(ECHO, b"b", timeout=2.0, idempotent=False))
+    await within(rpc(ch, ECHO, b"b", timeout=2.0, idempotent=False))
     assert [c.protocol.index for c in env.server.requests] == [0, 1]
 
 
@@ -364,7 +371,7 @@ async def test_goaway_when_idle_moves_to_a_new_connection(env: Env) -> None:
 async def test_rst_stream_after_send(env: Env, idempotent: bool) -> None:
     """A reset stream is not retried: a read gets Unavailable, a write OutcomeUnknown."""
     env.server.handlers[HOLD] = lambda c: c.reset(0x2)  # INTERNAL_ERROR
-    err = await failure_of(env.channel().unary(HOLD, b"", timeout=2.0, idempotent=idempotent))
+    err = await failure_of(rpc(env.channel(), HOLD, b"", timeout=2.0, idempotent=idempotent))
     if idempotent:
         assert type(err) is txetcd.Unavailable and err.code == 14
     else:
@@ -381,7 +388,7 @@ async def test_refused_stream_is_retried_even_for_writes(env: Env) -> None:
             echo(call)
 
     env.server.handlers[HOLD] = refuse_first
-    got = await within(env.channel().unary(HOLD, b"put", timeout=2.0, idempotent=False))
+    got = await within(rpc(env.channel(), HOLD, b"put", timeout=2.0, idempotent=False))
     assert got == b"put" and len(env.server.requests) == 2
 
 
@@ -389,7 +396,7 @@ async def test_refused_stream_is_retried_even_for_writes(env: Env) -> None:
 @pytest_twisted.ensureDeferred
 async def test_connection_reset_mid_call(env: Env, idempotent: bool) -> None:
     env.server.handlers[HOLD] = lambda c: c.protocol.abort() if c.protocol.index == 0 else echo(c)
-    d = env.channel().unary(HOLD, b"v", timeout=5.0, idempotent=idempotent)
+    d = rpc(env.channel(), HOLD, b"v", timeout=5.0, idempotent=idempotent)
     if idempotent:
         assert await within(d) == b"v"
         assert [c.protocol.index for c in env.server.requests] == [0, 1]
@@ -403,7 +410,7 @@ async def test_connection_reset_mid_call(env: Env, idempotent: bool) -> None:
 @pytest_twisted.ensureDeferred
 async def test_connection_refused(env: Env) -> None:
     await env.server.stop()
-    err = await failure_of(env.channel().unary(ECHO, b"", timeout=2.0, idempotent=True))
+    err = await failure_of(rpc(env.channel(), ECHO, b"", timeout=2.0, idempotent=True))
     assert isinstance(err, txetcd.ConnectionFailed)
 
 
@@ -415,7 +422,7 @@ async def test_connection_refused(env: Env) -> None:
 async def test_deadline(env: Env, idempotent: bool) -> None:
     ch = env.channel()
     start = reactor.seconds()
-    err = await failure_of(ch.unary(NEVER, b"", timeout=0.2, idempotent=idempotent))
+    err = await failure_of(rpc(ch, NEVER, b"", timeout=0.2, idempotent=idempotent))
     elapsed = reactor.seconds() - start
     assert 0.19 <= elapsed < 2.0
     assert isinstance(err, txetcd.Timeout)
@@ -433,10 +440,10 @@ async def test_deadline_while_queued_for_a_stream_slot(env: Env) -> None:
     """A write that never left the queue times out as a plain Timeout: it was not sent."""
     env.server.max_concurrent_streams = 1
     ch = env.channel()
-    await within(ch.unary(ECHO, b"warm", timeout=2.0, idempotent=True))
-    held = ch.unary(HOLD, b"", timeout=5.0, idempotent=True)
+    await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True))
+    held = rpc(ch, HOLD, b"", timeout=5.0, idempotent=True)
     await wait_for(lambda: requests_on(env.server, HOLD))
-    err = await failure_of(ch.unary(ECHO, b"w", timeout=0.1, idempotent=False))
+    err = await failure_of(rpc(ch, ECHO, b"w", timeout=0.1, idempotent=False))
     assert isinstance(err, txetcd.Timeout) and not isinstance(err, txetcd.OutcomeUnknown)
     conn = ch.connection
     assert conn is not None and not conn.pending
@@ -448,14 +455,14 @@ async def test_deadline_while_queued_for_a_stream_slot(env: Env) -> None:
 @pytest_twisted.ensureDeferred
 async def test_cancel_sends_rst_cancel(env: Env) -> None:
     ch = env.channel()
-    d = ch.unary(HOLD, b"", timeout=5.0, idempotent=False)
+    d = rpc(ch, HOLD, b"", timeout=5.0, idempotent=False)
     await wait_for(lambda: env.server.requests)
     d.cancel()
     err = await failure_of(d)
     assert isinstance(err, CancelledError)
     await wait_for(lambda: env.server.stream_resets(CANCEL) == [1], what="RST_STREAM CANCEL")
     assert env.server.requests[0].reset_code == CANCEL
-    assert await within(ch.unary(ECHO, b"after", timeout=2.0, idempotent=True)) == b"after"
+    assert await within(rpc(ch, ECHO, b"after", timeout=2.0, idempotent=True)) == b"after"
 
 
 # -- concurrency limits and flow control ---------------------------------------------------------
@@ -473,8 +480,8 @@ async def test_max_concurrent_streams_one(env: Env, warm: bool) -> None:
     env.server.handlers[HOLD] = _reply_soon
     ch = env.channel()
     if warm:
-        await within(ch.unary(ECHO, b"warm", timeout=2.0, idempotent=True))
-    calls = [ch.unary(HOLD, b"%d" % i, timeout=10.0, idempotent=i % 2 == 0) for i in range(20)]
+        await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True))
+    calls = [rpc(ch, HOLD, b"%d" % i, timeout=10.0, idempotent=i % 2 == 0) for i in range(20)]
     assert [await within(d) for d in calls] == [b"%d" % i for i in range(20)]
     assert env.server.max_open == 1
     assert len(env.server.connections) == 1
@@ -486,11 +493,11 @@ async def test_max_concurrent_streams_one(env: Env, warm: bool) -> None:
 async def test_max_concurrent_streams_lowered_mid_flight(env: Env) -> None:
     env.server.handlers[HOLD] = _reply_soon
     ch = env.channel()
-    await within(ch.unary(ECHO, b"warm", timeout=2.0, idempotent=True))
+    await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True))
     env.server.connections[0].set_max_concurrent_streams(2)
     await wait_for(lambda: ch.connection is not None and ch.connection.remote_max_streams == 2)
     env.server.max_open = 0
-    calls = [ch.unary(HOLD, b"%d" % i, timeout=10.0, idempotent=False) for i in range(10)]
+    calls = [rpc(ch, HOLD, b"%d" % i, timeout=10.0, idempotent=False) for i in range(10)]
     assert [await within(d) for d in calls] == [b"%d" % i for i in range(10)]
     assert env.server.max_open == 2 and env.server.refused == []
 
@@ -498,7 +505,7 @@ async def test_max_concurrent_streams_lowered_mid_flight(env: Env) -> None:
 async def _warm(env: Env) -> Channel:
     """A channel whose connection has exchanged SETTINGS with the server."""
     ch = env.channel()
-    assert await within(ch.unary(ECHO, b"warm", timeout=2.0, idempotent=True)) == b"warm"
+    assert await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True)) == b"warm"
     return ch
 
 
@@ -509,7 +516,7 @@ async def test_window_starvation_then_release(env: Env) -> None:
     env.server.hold_window = True
     ch = await _warm(env)
     payload = bytes(random.Random(1).randbytes(1 << 20))
-    d = ch.unary(SIZE, payload, timeout=10.0, idempotent=True)
+    d = rpc(ch, SIZE, payload, timeout=10.0, idempotent=True)
     await wait_for(lambda: len(env.server.calls) == 2 and len(env.server.calls[1].body) == 16384)
     await sleep(0.1)
     call = env.server.calls[1]
@@ -526,7 +533,7 @@ async def test_initial_window_raised_by_settings_mid_flight(env: Env) -> None:
     env.server.connection_window = 4 << 20
     env.server.hold_window = True
     ch = await _warm(env)
-    d = ch.unary(SIZE, b"z" * 500_000, timeout=10.0, idempotent=True)
+    d = rpc(ch, SIZE, b"z" * 500_000, timeout=10.0, idempotent=True)
     await wait_for(lambda: len(env.server.calls) == 2 and len(env.server.calls[1].body) == 1000)
     await sleep(0.05)
     assert len(env.server.calls[1].body) == 1000 and not d.called
@@ -540,11 +547,11 @@ async def test_initial_window_lowered_mid_flight(env: Env) -> None:
     env.server.handlers[STREAM] = lambda c: c.reply(b"%d" % sum(len(m) for m in c.messages))
     ch = env.channel()
     probe = Probe()
-    stream = ch.stream(STREAM, probe.on_message, probe.on_close)
+    stream = ch.stream(raw_method(STREAM), probe.on_message, probe.on_close)
     await wait_for(lambda: env.server.calls)
     env.server.connections[0].update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 100})
     await wait_for(lambda: stream.connection is not None and stream.send_window == 100)
-    stream.send(b"q" * 5000, end=True)
+    stream.send(Raw(b"q" * 5000), end=True)
     assert await probe.wait_closed() is None
     assert probe.messages == [b"5000"]
     assert env.server.calls[0].data_frames >= 50  # 5005 bytes, at most 100 per frame
@@ -556,11 +563,11 @@ async def test_peer_that_stops_reading(env: Env) -> None:
     env.server.initial_window_size = 8 << 20
     env.server.connection_window = 16 << 20
     ch = env.channel()
-    other = ch.unary(HOLD, b"small", timeout=10.0, idempotent=True)
+    other = rpc(ch, HOLD, b"small", timeout=10.0, idempotent=True)
     await wait_for(lambda: env.server.requests)
     proto = env.server.connections[0]
     proto.pause_reading()
-    big = ch.unary(SIZE, b"B" * (4 << 20), timeout=10.0, idempotent=True)
+    big = rpc(ch, SIZE, b"B" * (4 << 20), timeout=10.0, idempotent=True)
     await sleep(0.1)
     env.server.requests[0].reply(b"answered")
     assert await within(other) == b"answered"  # received although our write is stuck
@@ -575,13 +582,13 @@ async def test_peer_that_stops_reading(env: Env) -> None:
 @pytest_twisted.ensureDeferred
 async def test_stream_id_exhaustion_opens_a_new_connection(env: Env) -> None:
     ch = env.channel()
-    await within(ch.unary(ECHO, b"warm", timeout=2.0, idempotent=True))
+    await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True))
     conn = ch.connection
     assert conn is not None
     conn.next_stream_id = MAX_STREAM_ID - 2
-    a = ch.unary(HOLD, b"a", timeout=5.0, idempotent=False)
-    b = ch.unary(HOLD, b"b", timeout=5.0, idempotent=False)
-    c = ch.unary(ECHO, b"c", timeout=5.0, idempotent=False)
+    a = rpc(ch, HOLD, b"a", timeout=5.0, idempotent=False)
+    b = rpc(ch, HOLD, b"b", timeout=5.0, idempotent=False)
+    c = rpc(ch, ECHO, b"c", timeout=5.0, idempotent=False)
     assert await within(c) == b"c"
     held = requests_on(env.server, HOLD)
     assert [(r.stream_id, r.protocol.index) for r in held] == [
@@ -662,7 +669,7 @@ async def test_stream_pause_stops_window_updates_and_resume_delivers(env: Env) -
     assert [u for u in env.server.window_updates if u[1] == call.stream_id] == updates
     assert call.send_window == 0 and len(probe.messages) == 2
     # The connection is not blocked: a unary call on it completes meanwhile.
-    assert await within(ch.unary(ECHO, b"meanwhile", timeout=2.0, idempotent=True)) == b"meanwhile"
+    assert await within(rpc(ch, ECHO, b"meanwhile", timeout=2.0, idempotent=True)) == b"meanwhile"
     assert env.server.requests[-1].protocol is call.protocol
     stream.resume()
     assert await probe.wait_closed() is None
@@ -704,6 +711,27 @@ async def test_stream_ending_inside_a_message(env: Env) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_undecodable_stream_message_ends_the_stream(env: Env) -> None:
+    """A message its method's parser refuses ends the stream with ProtocolViolation, once, and
+    the stream is reset (callers get parsed messages only)."""
+
+    def refuse(data: bytes) -> bytes:
+        if data == b"bad":
+            raise ValueError("not a message")
+        return data
+
+    method = Method.of(STREAM, Raw, type("Picky", (), {"FromString": staticmethod(refuse)}), None)
+    env.server.handlers[STREAM] = _streamer([grpc_frame(b"good"), grpc_frame(b"bad")])
+    probe = Probe()
+    ch = env.channel()
+    probe.stream = ch.stream(method, probe.on_message, probe.on_close)
+    probe.stream.send(Raw(b"go"), end=True)
+    err = await probe.wait_closed()
+    assert probe.messages == [b"good"]
+    assert isinstance(err, txetcd.ProtocolViolation) and "not a message" in str(err)
+
+
+@pytest_twisted.ensureDeferred
 async def test_stream_cancel_and_server_reset(env: Env) -> None:
     ch = env.channel()
 
@@ -742,8 +770,8 @@ async def test_close_leaves_no_connections_and_no_delayed_calls(env: Env) -> Non
     ClientClosed, then failed it again (AlreadyCalledError inside connectionLost).
     """
     ch = env.channel(keepalive_interval=5.0)
-    read = ch.unary(NEVER, b"", timeout=30.0, idempotent=True)
-    write = ch.unary(NEVER, b"", timeout=30.0, idempotent=False)
+    read = rpc(ch, NEVER, b"", timeout=30.0, idempotent=True)
+    write = rpc(ch, NEVER, b"", timeout=30.0, idempotent=False)
     probe = Probe()
     env.server.handlers[STREAM] = never
     probe.open(ch)
@@ -758,6 +786,6 @@ async def test_close_leaves_no_connections_and_no_delayed_calls(env: Env) -> Non
     await wait_for(lambda: env.server.connections[0].lost is not None)
     assert len(env.server.connections) == 1
     assert isinstance(
-        await failure_of(ch.unary(ECHO, b"", timeout=1.0, idempotent=True)),
+        await failure_of(rpc(ch, ECHO, b"", timeout=1.0, idempotent=True)),
         txetcd.ClientClosed,
     )

@@ -23,20 +23,12 @@ from txetcd import (
     SortOrder,
     SortTarget,
 )
-from txetcd._proto import rpc_pb2
 from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
 
 
 async def grant_lease(client: Client, ttl: int = 60) -> int:
     """A lease for the put tests (the lease API itself is tested elsewhere)."""
-    raw = await client._channel.unary(
-        b"/etcdserverpb.Lease/LeaseGrant",
-        rpc_pb2.LeaseGrantRequest(TTL=ttl).SerializeToString(),
-        timeout=10,
-        idempotent=False,
-    )
-    lease_id: int = rpc_pb2.LeaseGrantResponse.FromString(raw).ID
-    return lease_id
+    return (await client.grant(ttl)).id
 
 
 async def fill(client: Client, prefix: bytes) -> dict[bytes, int]:

@@ -24,9 +24,9 @@ from txetcd._errors import (
     LeaseKeepAliveTimeout,
     LeaseLost,
     LeaseTTLTooLarge,
+    ProtocolViolation,
 )
 from txetcd._keepalive import (
-    KEEPALIVE_PATH,
     KeepAlive,
     LeaseKeepAliveResult,
     _KeepAliveHub,
@@ -40,8 +40,11 @@ from txetcd._lease import (
     LeasesResult,
     LeaseTimeToLiveResult,
 )
+from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._proto import rpc_pb2
 from txetcd._signal import Signal
+from txetcd._transport import Method
+from txetcd.test.helpers import grpc_channel
 from txetcd.test.test_faults import txetcd_timers
 from txetcd.testing import EtcdServer
 
@@ -68,7 +71,7 @@ class FakeStream:
 
     def __init__(
         self,
-        on_message: Callable[[bytes], None],
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
     ) -> None:
         self.on_message = on_message
@@ -77,10 +80,10 @@ class FakeStream:
         self.ended = False
         self.cancelled = False
 
-    def send(self, message: bytes, end: bool = False) -> bool:
+    def send(self, message: Any, end: bool = False) -> bool:
         if self.ended:
             raise RuntimeError("stream is closed for sending")
-        self.sent.append(rpc_pb2.LeaseKeepAliveRequest.FromString(message).ID)
+        self.sent.append(message.ID)
         return True
 
     def cancel(self) -> None:
@@ -90,7 +93,7 @@ class FakeStream:
 
     def reply(self, lease_id: int, ttl: int) -> None:
         msg = rpc_pb2.LeaseKeepAliveResponse(header=HEADER, ID=lease_id, TTL=ttl)
-        self.on_message(msg.SerializeToString())
+        self.on_message(msg)
 
     def fail(self, error: Optional[BaseException]) -> None:
         self.ended = True
@@ -105,13 +108,13 @@ class FakeChannel:
 
     def stream(
         self,
-        path: bytes,
-        on_message: Callable[[bytes], None],
+        method: Method,
+        on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
         *,
         metadata: Any = (),
     ) -> FakeStream:
-        assert path == KEEPALIVE_PATH
+        assert method is LEASE_KEEPALIVE
         s = FakeStream(on_message, on_close)
         self.streams.append(s)
         return s
@@ -122,16 +125,19 @@ class FakeChannel:
 
 
 class Call(NamedTuple):
-    path: bytes
+    method: Method
     request: Any
     idempotent: bool
     timeout: Any
     deferred: "defer.Deferred[Any]"
-    parse: Callable[[bytes], Any]
     decode: Callable[[Any], Any]
 
+    @property
+    def path(self) -> bytes:
+        return self.method.path
+
     def answer(self, message: Any) -> None:
-        self.deferred.callback(self.decode(self.parse(message.SerializeToString())))
+        self.deferred.callback(self.decode(message))
 
 
 class FakeClient(LeaseMethods):
@@ -149,16 +155,15 @@ class FakeClient(LeaseMethods):
 
     def _call(
         self,
-        path: bytes,
+        method: Method,
         request: Any,
-        parse: Callable[[bytes], Any],
         decode: Callable[[Any], Any],
         *,
         idempotent: bool,
         timeout: Any,
     ) -> "defer.Deferred[Any]":
         d: defer.Deferred[Any] = defer.Deferred()
-        self.calls.append(Call(path, request, idempotent, timeout, d, parse, decode))
+        self.calls.append(Call(method, request, idempotent, timeout, d, decode))
         return d
 
     @property
@@ -459,12 +464,16 @@ def test_stream_closed_by_the_client_abandons_leases(fake: FakeClient, clock: ta
     assert isinstance(outcome(fake.keepalive(1, ttl=12).lost), LeaseAbandoned)
 
 
-def test_undecodable_answer_breaks_the_stream(fake: FakeClient, clock: task.Clock) -> None:
+def test_a_stream_ended_by_an_undecodable_answer_is_reopened(
+    fake: FakeClient, clock: task.Clock
+) -> None:
+    """The transport ends a stream whose answer it cannot parse (ProtocolViolation): the loop
+    opens another after its backoff and sends the refresh again."""
     ka = fake.keepalive(1, ttl=12)
     fake.hub.backoff = fixed_backoff(0.25)
     stream = fake.fake_channel.streams[0]
-    stream.on_message(b"\xff\xff\xff")
-    assert stream.cancelled
+    stream.fail(ProtocolViolation("could not decode a stream message"))
+    assert not ka.lost.called
     clock.advance(0.25)
     assert fake.fake_channel.streams[1].sent == [1]
     ka.stop()
@@ -558,7 +567,7 @@ def test_unary_calls_build_requests_and_decode(fake: FakeClient) -> None:
 
     k = fake.keepalive_once(9)
     call = fake.calls[-1]
-    assert call.path == KEEPALIVE_PATH and call.idempotent
+    assert call.method is LEASE_KEEPALIVE and call.idempotent
     call.answer(rpc_pb2.LeaseKeepAliveResponse(header=HEADER, ID=9, TTL=10))
     assert outcome(k) == LeaseKeepAliveResult(fake_header(), 9, 10)
 
@@ -621,10 +630,10 @@ def sleep(seconds: float) -> "defer.Deferred[None]":
 
 
 def keepalive_streams(client: Client) -> List[Any]:
-    conn = client._channel.connection
+    conn = grpc_channel(client).connection
     if conn is None:
         return []
-    return [s for s in conn.streams.values() if getattr(s, "path", None) == KEEPALIVE_PATH]
+    return [s for s in conn.streams.values() if getattr(s, "path", None) == LEASE_KEEPALIVE.path]
 
 
 def lease_timers() -> List[Any]:
@@ -647,9 +656,9 @@ def timers_of(client: LeaseClient, connections: List[Any]) -> List[Any]:
 
 async def closed_cleanly(client: LeaseClient) -> None:
     """Close ``client``; assert no stream, connection or timer of it is left."""
-    connections = list(client._channel.connections)
+    connections = list(grpc_channel(client).connections)
     await client.close()
-    assert client._channel.connections == []
+    assert grpc_channel(client).connections == []
     assert keepalive_streams(client) == []
     hub = client._lease_hub
     assert hub is None or (hub.stream is None and hub.leases == {})
@@ -793,8 +802,8 @@ async def test_client_close_ends_the_keepalive_loop(
     g = await client.grant(5)
     lost = client.keepalive(g.id, g.ttl).lost
     await sleep(0.1)
-    connections = list(client._channel.connections)
+    connections = list(grpc_channel(client).connections)
     await client.close()
     assert isinstance(outcome(lost), LeaseAbandoned)
-    assert client._channel.connections == [] and timers_of(client, connections) == []
+    assert grpc_channel(client).connections == [] and timers_of(client, connections) == []
     await other_client.revoke(g.id)

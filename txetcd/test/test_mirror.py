@@ -9,6 +9,7 @@ import pytest_twisted
 from twisted.internet import task
 
 from txetcd import Client, Mirror, MirrorChange
+from txetcd.test.helpers import grpc_channel
 from txetcd.test.test_watch import watching_again
 from txetcd.testing import EtcdServer
 
@@ -74,7 +75,7 @@ async def test_mirror_survives_cuts_and_resyncs_after_compaction(
         # connection cuts: the watch resumes, nothing is missed
         for round_ in range(5):
             await writer.put(etcd_prefix + b"%d" % (round_ % 5), b"v%d" % (round_ + 1))
-            watcher._channel.connection.transport.abortConnection()  # type: ignore[union-attr]
+            grpc_channel(watcher).connection.transport.abortConnection()  # type: ignore[union-attr]
             await watching_again(watcher, round_ + 1)
         last = await writer.put(etcd_prefix + b"end", b"x")
         await until(lambda: mirror.revision >= last.header.revision)
@@ -84,7 +85,7 @@ async def test_mirror_survives_cuts_and_resyncs_after_compaction(
         hub = watcher._watch_hub
         assert hub is not None
         hub.backoff_initial = 2.0  # hold the resume back while the writer works
-        watcher._channel.connection.transport.abortConnection()  # type: ignore[union-attr]
+        grpc_channel(watcher).connection.transport.abortConnection()  # type: ignore[union-attr]
         await writer.put(etcd_prefix + b"0", b"changed")
         await writer.delete(etcd_prefix + b"1")
         await writer.put(etcd_prefix + b"new", b"born")

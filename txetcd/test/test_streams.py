@@ -13,23 +13,22 @@ import pytest_twisted
 from twisted.internet import defer
 
 from txetcd import Client
+from txetcd._grpc import GrpcStream
+from txetcd._methods import LEASE_GRANT, LEASE_KEEPALIVE, WATCH
 from txetcd._proto import rpc_pb2
-
-WATCH = b"/etcdserverpb.Watch/Watch"
-KEEPALIVE = b"/etcdserverpb.Lease/LeaseKeepAlive"
+from txetcd.test.helpers import grpc_channel
 
 
 class Collector:
     """Collects decoded stream messages; ``wait(n)`` fires once n have arrived."""
 
-    def __init__(self, parse: Any) -> None:
-        self.parse = parse
+    def __init__(self) -> None:
         self.messages: List[Any] = []
         self.closed: "defer.Deferred[Optional[BaseException]]" = defer.Deferred()
         self._waiters: List[tuple[int, defer.Deferred[None]]] = []
 
-    def on_message(self, data: bytes) -> None:
-        self.messages.append(self.parse(data))
+    def on_message(self, message: Any) -> None:
+        self.messages.append(message)
         for n, d in list(self._waiters):
             if len(self.messages) >= n:
                 self._waiters.remove((n, d))
@@ -49,16 +48,15 @@ class Collector:
         return d
 
 
-def create(key: bytes, watch_id: int = 0, **kw: Any) -> bytes:
-    req = rpc_pb2.WatchRequest(
+def create(key: bytes, watch_id: int = 0, **kw: Any) -> Any:
+    return rpc_pb2.WatchRequest(
         create_request=rpc_pb2.WatchCreateRequest(key=key, watch_id=watch_id, **kw)
     )
-    return req.SerializeToString()
 
 
 @pytest_twisted.ensureDeferred
 async def test_bidi_watch_stream(etcd_client: Client, etcd_prefix: bytes) -> None:
-    got = Collector(rpc_pb2.WatchResponse.FromString)
+    got = Collector()
     stream = etcd_client._channel.stream(WATCH, got.on_message, got.on_close)
     stream.send(create(etcd_prefix + b"a", watch_id=1))
     await got.wait(1)
@@ -78,13 +76,14 @@ async def test_bidi_watch_stream(etcd_client: Client, etcd_prefix: bytes) -> Non
     assert got.messages[4].events[0].prev_kv.value == b"2"
     # cancel one watch on the stream; the stream itself stays open
     cancel = rpc_pb2.WatchRequest(cancel_request=rpc_pb2.WatchCancelRequest(watch_id=1))
-    stream.send(cancel.SerializeToString())
+    stream.send(cancel)
     await got.wait(6)
     assert got.messages[5].canceled and got.messages[5].watch_id == 1
     stream.cancel()
     error = await got.closed
     assert isinstance(error, defer.CancelledError)
-    conn = etcd_client._channel.connection
+    conn = grpc_channel(etcd_client).connection
+    assert isinstance(stream, GrpcStream)
     assert conn is not None and stream.stream_id not in conn.streams
 
 
@@ -92,7 +91,7 @@ async def test_bidi_watch_stream(etcd_client: Client, etcd_prefix: bytes) -> Non
 async def test_paused_stream_holds_back_while_unary_calls_flow(
     etcd_client: Client, etcd_prefix: bytes
 ) -> None:
-    got = Collector(rpc_pb2.WatchResponse.FromString)
+    got = Collector()
     stream = etcd_client._channel.stream(WATCH, got.on_message, got.on_close)
     stream.send(create(etcd_prefix, range_end=etcd_prefix[:-1] + b"0"))
     await got.wait(1)
@@ -109,17 +108,17 @@ async def test_paused_stream_holds_back_while_unary_calls_flow(
 
 @pytest_twisted.ensureDeferred
 async def test_lease_keepalive_stream_and_half_close(etcd_client: Client) -> None:
-    raw = await etcd_client._channel.unary(
-        b"/etcdserverpb.Lease/LeaseGrant",
-        rpc_pb2.LeaseGrantRequest(TTL=30).SerializeToString(),
+    lease = await etcd_client._channel.unary(
+        LEASE_GRANT,
+        rpc_pb2.LeaseGrantRequest(TTL=30),
         timeout=5,
         idempotent=False,
+        decode=lambda response: int(response.ID),
     )
-    lease = rpc_pb2.LeaseGrantResponse.FromString(raw).ID
-    got = Collector(rpc_pb2.LeaseKeepAliveResponse.FromString)
-    stream = etcd_client._channel.stream(KEEPALIVE, got.on_message, got.on_close)
+    got = Collector()
+    stream = etcd_client._channel.stream(LEASE_KEEPALIVE, got.on_message, got.on_close)
     for _ in range(3):
-        stream.send(rpc_pb2.LeaseKeepAliveRequest(ID=lease).SerializeToString())
+        stream.send(rpc_pb2.LeaseKeepAliveRequest(ID=lease))
     await got.wait(3)
     assert [(m.ID, m.TTL) for m in got.messages] == [(lease, 30)] * 3
     stream.close_send()  # half-close: the server ends the stream with status OK

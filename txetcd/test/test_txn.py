@@ -27,6 +27,7 @@ from txetcd import (
     Version,
 )
 from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
+from txetcd.test.helpers import grpc_channel
 from txetcd.test.test_kv import grant_lease
 
 
@@ -201,4 +202,4 @@ def test_txn_argument_types_checked_before_sending() -> None:
         client.txn([], [b"not an op"])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="single"):
         client.txn([], Put(b"k", b"v"))  # type: ignore[arg-type]
-    assert client._channel.connection is None and client._channel._connecting is None
+    assert grpc_channel(client).connection is None and grpc_channel(client)._connecting is None

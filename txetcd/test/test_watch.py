@@ -18,6 +18,7 @@ from txetcd import (
     Watch,
     WatchBatch,
 )
+from txetcd.test.helpers import grpc_channel
 from txetcd.test.test_faults import txetcd_timers
 from txetcd.testing import EtcdServer
 
@@ -201,7 +202,7 @@ async def test_watches_share_one_stream_and_cancel_leaves_nothing(etcd_server: E
         await defer.gatherResults([w.created for w in watches])
         hub = client._watch_hub
         assert hub is not None and len(hub.streams) == 1
-        conn = client._channel.connection
+        conn = grpc_channel(client).connection
         assert conn is not None and len(conn.streams) == 1  # one gRPC stream for all ten
         for w in watches:
             w.cancel()
@@ -219,7 +220,7 @@ async def test_watches_share_one_stream_and_cancel_leaves_nothing(etcd_server: E
         w2.cancel()
     finally:
         await client.close()
-    assert client._channel.connections == []
+    assert grpc_channel(client).connections == []
     assert txetcd_timers(reactor()) == []
 
 
@@ -236,7 +237,7 @@ async def test_resumes_after_connection_reset_exactly_once(
             value = b"%d-%d" % (round_, i)
             await etcd_client.put(etcd_prefix + b"k%d" % (i % 3), value)
             expected.append(value)
-        conn = etcd_client._channel.connection
+        conn = grpc_channel(etcd_client).connection
         assert conn is not None
         conn.transport.abortConnection()  # type: ignore[union-attr]
         await watching_again(etcd_client, round_ + 1)
@@ -263,7 +264,7 @@ async def test_backlog_after_an_outage_arrives_as_one_big_message(
         hub = watcher._watch_hub
         assert hub is not None
         hub.backoff_initial = 3.0  # keep it away while the backlog builds
-        watcher._channel.connection.transport.abortConnection()  # type: ignore[union-attr]
+        grpc_channel(watcher).connection.transport.abortConnection()  # type: ignore[union-attr]
         value = b"b" * (64 * 1024)
         for i in range(100):  # 6.25 MiB of history the watch has not seen
             await writer.put(etcd_prefix + b"%03d" % i, value)
@@ -272,7 +273,7 @@ async def test_backlog_after_an_outage_arrives_as_one_big_message(
         assert [e.key[-3:] for e in got.events] == [b"%03d" % i for i in range(100)]
         assert all(e.value == value for e in got.events)
         stream = hub.streams[False]
-        assert stream.largest > 6 * 1024 * 1024  # the whole backlog in one message
+        assert stream.grpc.largest > 6 * 1024 * 1024  # type: ignore[attr-defined]  # one message
         w.cancel()
     finally:
         await watcher.close()
@@ -364,7 +365,7 @@ def test_bad_watch_arguments() -> None:
         client.watch(b"k", filters="noput")
     with pytest.raises(TypeError):
         client.watch(b"k", callback=3)  # type: ignore[arg-type]
-    assert client._channel.connections == []
+    assert grpc_channel(client).connections == []
 
 
 @pytest_twisted.ensureDeferred

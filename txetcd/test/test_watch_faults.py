@@ -23,6 +23,7 @@ from txetcd import (
     Watch,
     WatchBatch,
 )
+from txetcd.test.helpers import grpc_channel
 from txetcd.test.test_faults import txetcd_timers
 from txetcd.testing import EtcdServer, TCPProxy
 
@@ -290,5 +291,5 @@ async def test_every_revision_exactly_once_through_faults(
         await writer.close()
         await proxy.stop()
     for w in watchers:
-        assert w.client._channel.connections == []
+        assert grpc_channel(w.client).connections == []
     assert txetcd_timers(reactor()) == []
