@@ -1,8 +1,8 @@
 """txetcd against the fastest Python etcd clients and the wire limit, side by side on one etcd.
 
     python benchmarks/run.py [--suite kv|watch|scale|v2|gateway|all] [--rounds 3] [--seconds 3]
-                             [--clients txetcd,aetcd,...] [--skip-setup]
-                             [--json out.json] [--markdown out.md]
+                             [--clients txetcd,aetcd,...] [--skip-setup | --setup-only]
+                             [--baseline REV] [--json out.json] [--markdown out.md]
 
 Makes the peers' venvs on first use (``benchmarks/.venvs/<peer>/``), starts one etcd on free
 loopback ports per suite, and runs it:
@@ -17,6 +17,9 @@ loopback ports per suite, and runs it:
   k3etcd and wrk;
 - ``gateway``: the kv figures on the v3 JSON gateway: txetcd's gateway transport, txaioetcd,
   etcd3gw and wrk.
+
+``--baseline REV`` adds txetcd as it was at git revision REV as one more row of the kv, v2 and
+gateway suites (``txetcd@<commit>``) and prints txetcd / that row on every figure.
 
 See ``benchmarks/README.md``.
 """
@@ -39,7 +42,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
-from harness import report, scale, watch
+from harness import baseline, report, scale, watch
 from harness.clients import TXETCD, ClientDef, select
 from harness.documents import (
     client_documents,
@@ -97,12 +100,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--keys", type=int, default=1000, help="size of the key set (default 1000)")
     add("--value-size", type=int, default=64, help="value bytes (default 64)")
     add("--skip-setup", action="store_true", help="use existing venvs, install nothing")
+    add(
+        "--setup-only",
+        action="store_true",
+        help="make the venvs (and the --baseline tree), check that every client imports, "
+        "measure nothing",
+    )
+    add(
+        "--baseline",
+        metavar="REV",
+        help="also run txetcd as it was at git revision REV (e.g. HEAD~1) as a row of the kv, "
+        "v2 and gateway suites, and compare txetcd with it on every figure",
+    )
+    add(
+        "--baseline-margin",
+        type=float,
+        default=baseline.MARGIN,
+        metavar="F",
+        help="a figure fails when txetcd is more than this fraction below the baseline "
+        f"(default {baseline.MARGIN:g})",
+    )
     add("--no-h2load", action="store_true", help="do not run the h2load wire limit (kv)")
     add("--no-wrk", action="store_true", help="do not run the wrk wire limit (v2, gateway)")
     add("--venv-dir", default=os.path.join(BENCH_DIR, ".venvs"), help=argparse.SUPPRESS)
     add("--json", metavar="PATH", help="write samples, medians and ratios as JSON")
     add("--markdown", metavar="PATH", help="write the tables as Markdown ('-': stdout)")
-    add("--strict", action="store_true", help="exit 1 unless the bar passes")
+    add(
+        "--strict",
+        action="store_true",
+        help="exit 1 unless the bar passes (and, with --baseline, no figure is below it)",
+    )
     w = p.add_argument_group("watch suite").add_argument
     w("--watch-seconds", type=float, default=5.0, help="timed s per watch workload (default 5)")
     w("--watch-rate", type=float, default=200.0, help="latency writer puts/s (default 200)")
@@ -127,7 +154,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("the watch options must be positive")
     if min(args.scale_seconds, args.scale_rate, args.scale_ttl, args.grant_concurrency) <= 0:
         p.error("the scale options must be positive")
+    if not 0 <= args.baseline_margin < 1:
+        p.error("--baseline-margin is a fraction: 0 <= F < 1 (0.05 = 5%)")
+    if args.setup_only and args.skip_setup:
+        p.error("--setup-only and --skip-setup exclude each other")
+    args.baseline_tree = None  # a baseline.Baseline once main() has unpacked it
     return args
+
+
+def known_names(args: argparse.Namespace) -> tuple[str, ...]:
+    """The names ``--clients`` accepts: every suite's, and the baseline's (or ``baseline``)."""
+    b: baseline.Baseline | None = args.baseline_tree
+    return ALL_NAMES + ((b.name, "baseline") if b is not None else ())
+
+
+def suite_clients(args: argparse.Namespace, table: dict[str, ClientDef]) -> list[ClientDef]:
+    """The rows ``--clients`` picks from a suite's table, and the baseline's after txetcd.
+
+    With ``--baseline`` the baseline row always runs (naming it in ``--clients`` is allowed, not
+    needed).
+    """
+    clients = list(select(args.clients, extra=known_names(args), clients=table))
+    b: baseline.Baseline | None = args.baseline_tree
+    row = baseline.baseline_row(table, b) if b is not None else None
+    if row is not None:
+        at = next((i + 1 for i, c in enumerate(clients) if c.name == TXETCD), 0)
+        clients.insert(at, row)
+    return clients
 
 
 def prepare(
@@ -146,7 +199,9 @@ def prepare(
                     create=not args.skip_setup,
                     say=say,
                 )
-            info = run_worker(python, c.worker, WorkerSpec(endpoint="", op="info"), timeout=180)
+            info = run_worker(
+                python, c.worker, WorkerSpec(endpoint="", op="info"), timeout=180, tree=c.tree
+            )
         except (SetupError, WorkerError) as e:
             say(f"skip {c.name}: {e}")
             skipped[c.name] = str(e)
@@ -162,7 +217,7 @@ def populate(ready: Sequence[Ready], base: WorkerSpec) -> str:
         if "put" not in r.client.ops:
             continue
         try:
-            run_worker(r.python, r.client.worker, spec, timeout=300)
+            run_worker(r.python, r.client.worker, spec, timeout=300, tree=r.client.tree)
         except WorkerError as e:
             say(f"populate with {r.name} failed: {e}")
             continue
@@ -218,7 +273,7 @@ def run_kv_suite(args: argparse.Namespace, suite: KvSuite) -> Outcome | None:
     """A put/get suite (kv, v2, gateway); ``None`` when there is nothing to run."""
     figures = report.figures_for(args.concurrency)
     skipped: dict[str, str] = {}
-    ready = prepare(select(args.clients, extra=ALL_NAMES, clients=suite.clients), args, skipped)
+    ready = prepare(suite_clients(args, suite.clients), args, skipped)
     wire = find_wire(suite, args)
     if not ready and wire is None:
         say(f"{suite.name}: nothing to run")
@@ -252,6 +307,7 @@ def run_kv_suite(args: argparse.Namespace, suite: KvSuite) -> Outcome | None:
                 h2load=wire if suite.wire == H2LOAD else None,
                 etcdctl=etcdctl_for(server.binary),
                 wire=wrk_limit(wire, suite, base, workdir) if suite.wire == WRK else None,
+                paired=(TXETCD, args.baseline_tree.name) if args.baseline_tree else None,
             )
             if ready:
                 say(f"key set written by {populate(ready, base)}")
@@ -271,13 +327,23 @@ def run_kv_suite(args: argparse.Namespace, suite: KvSuite) -> Outcome | None:
         say(f"error: {where}: {e['error'].splitlines()[0]}")
     meta = run_meta(args, etcd_version, suite, wire)
     bar = [c for c in comparison if c["in_bar"]]
-    return Outcome(
+    outcome = Outcome(
         document=kv_document(meta, ready, skipped, bench, meds, comparison),
         markdown=report.markdown(
             meds, infos, figures, comparison, preamble(meta, suite), suite.bar
         ),
         passed=bool(bar) and all(c["verdict"] == "PASS" for c in bar),
     )
+    b: baseline.Baseline | None = args.baseline_tree
+    if b is not None:
+        margin = args.baseline_margin
+        rows = baseline.compare(bench.samples, meds, figures, b, margin)
+        say("")
+        say(baseline.text(rows, b, margin))
+        outcome.document["baseline"] = baseline.document(rows, b, margin)
+        outcome.markdown += "\n" + baseline.markdown(rows, b, margin)
+        outcome.passed = outcome.passed and baseline.passed(rows)
+    return outcome
 
 
 def wrk_limit(wrk: str | None, suite: KvSuite, base: WorkerSpec, workdir: str) -> WireLimit | None:
@@ -320,7 +386,9 @@ def run_gateway(args: argparse.Namespace) -> Outcome | None:
 
 def run_watch(args: argparse.Namespace) -> Outcome | None:
     """The watch suite: latency and events/s for every client that has a watch worker."""
-    clients = [c for c in select(args.clients, extra=ALL_NAMES) if c.watch_worker]
+    clients = [c for c in select(args.clients, extra=known_names(args)) if c.watch_worker]
+    if args.baseline_tree is not None:
+        say("watch: no baseline row (--baseline adds one to the kv, v2 and gateway suites)")
     skipped: dict[str, str] = {}
     ready = prepare(clients, args, skipped)
     if not any(r.name == TXETCD for r in ready):
@@ -453,9 +521,33 @@ SUITES: dict[str, Callable[[argparse.Namespace], Outcome | None]] = {
 }
 
 
+def setup_only(args: argparse.Namespace) -> int:
+    """``--setup-only``: make every venv the chosen rows need and check that each imports."""
+    skipped: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    for suite in KV_SUITES.values():
+        clients = [c for c in suite_clients(args, suite.clients) if (c.name, c.worker) not in seen]
+        seen.update((c.name, c.worker) for c in clients)
+        for r in prepare(clients, args, skipped):
+            versions = ", ".join(f"{k} {v}" for k, v in sorted(r.versions.items()))
+            say(f"ready: {r.name} ({r.client.worker}): {versions}")
+    for name, why in skipped.items():
+        say(f"not ready: {name}: {why.splitlines()[0]}")
+    return 1 if skipped else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)  # so that `finally` stops etcd
+    if args.baseline is not None:
+        try:
+            args.baseline_tree = baseline.prepare_tree(args.baseline, args.venv_dir, say=say)
+        except SetupError as e:
+            raise SystemExit(f"--baseline {args.baseline}: {e}") from None
+        if args.baseline_tree.same_as_head:
+            say("baseline: the same commit as this clean checkout: an A/A run (noise only)")
+    if args.setup_only:
+        return setup_only(args)
     names = list(SUITES) if args.suite == "all" else [args.suite]
     outcomes: dict[str, Outcome] = {}
     for name in names:

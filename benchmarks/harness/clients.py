@@ -25,6 +25,8 @@ class ClientDef:
     :param variant: passed to the worker (e.g. etcetra's linearizable read path).
     :param note: one line for the report.
     :param watch_worker: its worker for the watch suite (``None``: not in that suite).
+    :param tree: for a txetcd row only: the txetcd source tree its worker imports instead of this
+        checkout (``--baseline``: txetcd as it was at another commit).
     """
 
     name: str
@@ -36,6 +38,7 @@ class ClientDef:
     variant: str | None = None
     note: str = ""
     watch_worker: str | None = None
+    tree: str | None = None
 
 
 _ETCETRA_REQS = ("etcetra==0.1.19",)

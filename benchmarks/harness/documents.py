@@ -34,6 +34,8 @@ def label(r: Ready) -> str:
     """The row title: name and installed version (txetcd: the repository's commit)."""
     if r.name == TXETCD:
         return f"txetcd ({git_commit()})"
+    if r.client.tree is not None:  # --baseline: the name says the commit
+        return r.name
     version = r.versions.get(r.client.requirements[0].split("==")[0], "?")
     if r.client.variant:
         return f"{r.client.venv} {version} ({r.client.variant})"
@@ -60,7 +62,7 @@ def client_infos(ready: Sequence[Ready], wire: tuple[str, str] | None) -> list[r
         report.ClientInfo(
             r.name,
             label(r),
-            "txetcd" if r.name == TXETCD else "peer",
+            "txetcd" if r.name == TXETCD else "baseline" if r.client.tree else "peer",
             r.client.linearizable,
             r.client.note,
         )
@@ -104,7 +106,15 @@ def run_meta(
         "concurrency": args.concurrency,
         "etcd_args": list(suite.etcd_args),
         "bar": report.BAR if suite.name == "kv" else suite.bar.what,
+        "baseline": _baseline_meta(args),
     }
+
+
+def _baseline_meta(args: argparse.Namespace) -> dict[str, Any] | None:
+    b = getattr(args, "baseline_tree", None)
+    if b is None:
+        return None
+    return {"rev": b.rev, "commit": b.commit, "name": b.name, "margin": args.baseline_margin}
 
 
 def preamble(meta: dict[str, Any], suite: KvSuite) -> str:
@@ -113,7 +123,9 @@ def preamble(meta: dict[str, Any], suite: KvSuite) -> str:
         f"{meta['etcd']}{flags}, single member on loopback; {meta['cpus']} CPUs; "
         f"{meta['keys']} keys, {meta['value_size']}-byte values; medians of "
         f"{meta['rounds']} interleaved rounds of {meta['seconds']:g} s; "
-        f"txetcd {meta['txetcd_commit']}; {meta['date']}."
+        f"txetcd {meta['txetcd_commit']}"
+        + (f" against {meta['baseline']['name']}" if meta.get("baseline") else "")
+        + f"; {meta['date']}."
     )
 
 

@@ -95,7 +95,11 @@ KV_BAR = Bar(
 
 @dataclass(frozen=True)
 class ClientInfo:
-    """What the report needs to know about a row. ``kind``: ``txetcd``, ``peer`` or ``wire``."""
+    """What the report needs to know about a row.
+
+    ``kind``: ``txetcd``, ``peer``, ``wire`` or ``baseline`` (txetcd at another commit: shown in
+    the tables, compared by :mod:`harness.baseline`, never a peer).
+    """
 
     name: str
     label: str

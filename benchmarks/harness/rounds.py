@@ -49,7 +49,11 @@ class WireLimit:
 
 @dataclass
 class Bench:
-    """What every run of a round needs."""
+    """What every run of a round needs.
+
+    ``paired``: two rows compared with each other (txetcd and ``--baseline``): in every round they
+    run back to back, and which goes first alternates.
+    """
 
     ready: Sequence[Ready]
     base: WorkerSpec
@@ -58,6 +62,7 @@ class Bench:
     h2load: str | None = None
     etcdctl: str | None = None
     wire: WireLimit | None = None
+    paired: tuple[str, str] | None = None
     samples: list[report.Sample] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -88,12 +93,29 @@ def run_rounds(
     for rnd in range(1, rounds + 1):
         shift = (rnd - 1) % len(names)
         order = names[shift:] + names[:shift]
+        if bench.paired is not None:
+            order = _back_to_back(order, bench.paired, rnd)
         for fig in figures:
             for name in order:
                 sample = measure(bench, name, fig, rnd, say)
                 if sample is not None:
                     bench.samples.append(sample)
                 check_server(f"{fig.label} of {name}")
+
+
+def _back_to_back(order: list[str], pair: tuple[str, str], rnd: int) -> list[str]:
+    """``order`` with ``pair[1]`` moved next to ``pair[0]``: after it in odd rounds, before in even.
+
+    So each round's two runs of a figure sit next to each other in time (drift cancels in their
+    ratio) and neither always runs first.
+    """
+    first, second = pair
+    if first not in order or second not in order:
+        return order
+    rest = [n for n in order if n != second]
+    at = rest.index(first)
+    rest[at : at + 1] = [first, second] if rnd % 2 else [second, first]
+    return rest
 
 
 def measure(
@@ -116,7 +138,9 @@ def measure(
                 concurrency=fig.concurrency,
                 variant=r.client.variant,
             )
-            result = run_worker(r.python, r.client.worker, spec, timeout=bench.timeout)
+            result = run_worker(
+                r.python, r.client.worker, spec, timeout=bench.timeout, tree=r.client.tree
+            )
     except WorkerError as e:
         bench.errors.append({"round": rnd, "figure": fig.label, "client": name, "error": str(e)})
         say(f"{head} ERROR {str(e).splitlines()[0]}")

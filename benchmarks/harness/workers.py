@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "TREE_ENV",
     "WORKERS_DIR",
     "LiveWorker",
     "WorkerError",
@@ -24,7 +25,13 @@ __all__ = [
 WORKERS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workers")
 
 
-_ENV = dict(os.environ, PYTHONUNBUFFERED="1")
+TREE_ENV = "TXETCD_BENCH_TREE"
+"""Tells a txetcd worker which txetcd tree to import (``workers/_tx.py``; ``--baseline``)."""
+
+
+_ENV = {k: v for k, v in os.environ.items() if k != TREE_ENV} | {"PYTHONUNBUFFERED": "1"}
+"""The workers' environment (only ``tree=`` sets ``TREE_ENV``: every other row imports this
+checkout whatever the caller's environment says)."""
 
 
 class WorkerError(RuntimeError):
@@ -50,17 +57,28 @@ class WorkerSpec:
         return json.dumps(self.__dict__)
 
 
-def run_worker(python: str, worker: str, spec: WorkerSpec, timeout: float) -> dict[str, Any]:
-    """Run ``python workers/<worker> '<spec>'``; its result, or :class:`WorkerError`."""
-    return run_json_worker(python, worker, spec.to_json(), timeout, what=spec.op)
+def run_worker(
+    python: str, worker: str, spec: WorkerSpec, timeout: float, tree: str | None = None
+) -> dict[str, Any]:
+    """Run ``python workers/<worker> '<spec>'``; its result, or :class:`WorkerError`.
+
+    ``tree``: a txetcd worker imports txetcd from that directory instead of this checkout.
+    """
+    return run_json_worker(python, worker, spec.to_json(), timeout, what=spec.op, tree=tree)
 
 
 def run_json_worker(
-    python: str, worker: str, spec_json: str, timeout: float, what: str = ""
+    python: str,
+    worker: str,
+    spec_json: str,
+    timeout: float,
+    what: str = "",
+    tree: str | None = None,
 ) -> dict[str, Any]:
     """Run ``python workers/<worker> '<spec_json>'``; its last JSON line, or :class:`WorkerError`.
 
     A line with ``"ok": false`` (or none at all) raises; ``what`` names the run in errors.
+    ``tree`` is passed to the worker as ``$TXETCD_BENCH_TREE``.
     """
     cmd = [python, os.path.join(WORKERS_DIR, worker), spec_json]
     name = f"{worker} {what}".strip()
@@ -71,7 +89,7 @@ def run_json_worker(
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=_ENV,
+            env=_ENV if tree is None else {**_ENV, TREE_ENV: tree},
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as e:

@@ -2,6 +2,9 @@
 
 Import this module before anything imports ``twisted.internet.reactor``: it installs the epoll
 reactor where there is one, and puts this checkout on ``sys.path`` so ``import txetcd`` finds it.
+With ``TXETCD_BENCH_TREE`` set (the harness's ``--baseline``), that directory goes first on
+``sys.path`` instead, and importing this module fails unless ``txetcd`` is found there: a baseline
+row can never measure this checkout's code by mistake.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["REACTOR", "gather", "react_run", "sleep", "wait_for"]
+__all__ = ["REACTOR", "TREE", "TREE_ENV", "gather", "react_run", "sleep", "wait_for"]
 
 
 def _install_best_reactor() -> str:
@@ -27,10 +30,31 @@ def _install_best_reactor() -> str:
     return "epoll"
 
 
+TREE_ENV = "TXETCD_BENCH_TREE"
+"""The variable naming another txetcd source tree to import (a directory holding ``txetcd/``)."""
+
+
+def _put_txetcd_on_path() -> str:
+    """Put the tree to import txetcd from first on ``sys.path``; return it."""
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    other = os.environ.get(TREE_ENV)
+    tree = os.path.abspath(other) if other else checkout
+    if tree in sys.path:
+        sys.path.remove(tree)
+    sys.path.insert(0, tree)
+    if other:
+        import importlib.util
+
+        spec = importlib.util.find_spec("txetcd")
+        origin = spec.origin if spec is not None else None
+        if origin is None or not origin.startswith(os.path.join(tree, "txetcd", "")):
+            raise ImportError(f"{TREE_ENV}={other}: txetcd is not imported from there ({origin})")
+    return tree
+
+
 REACTOR = _install_best_reactor()
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
+TREE = _put_txetcd_on_path()
+"""Where ``import txetcd`` comes from: this checkout, or ``$TXETCD_BENCH_TREE``."""
 
 from twisted.internet import defer, task  # noqa: E402  (after the reactor is installed)
 from twisted.python.failure import Failure  # noqa: E402
