@@ -125,29 +125,35 @@ def delete_request(
 # -- decoding ----------------------------------------------------------------------------------
 
 
+_new = tuple.__new__  # every result type is a tuple underneath: built in one C call
+
+
 def header_of(h: Any) -> ResponseHeader:
-    return ResponseHeader(h.cluster_id, h.member_id, h.revision, h.raft_term)
+    return _new(ResponseHeader, (h.cluster_id, h.member_id, h.revision, h.raft_term))
 
 
 def kv_of(kv: Any) -> KeyValue:
-    return KeyValue(kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+    return _new(
+        KeyValue, (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease)
+    )
 
 
 def range_result(resp: Any) -> RangeResult:
-    return RangeResult(
-        header_of(resp.header), tuple([kv_of(kv) for kv in resp.kvs]), resp.more, resp.count
+    return _new(
+        RangeResult,
+        (header_of(resp.header), tuple([kv_of(kv) for kv in resp.kvs]), resp.more, resp.count),
     )
 
 
 def put_result(resp: Any) -> PutResult:
-    return PutResult(
-        header_of(resp.header), kv_of(resp.prev_kv) if resp.HasField("prev_kv") else None
-    )
+    prev = kv_of(resp.prev_kv) if resp.HasField("prev_kv") else None
+    return _new(PutResult, (header_of(resp.header), prev))
 
 
 def delete_result(resp: Any) -> DeleteResult:
-    return DeleteResult(
-        header_of(resp.header), resp.deleted, tuple([kv_of(kv) for kv in resp.prev_kvs])
+    return _new(
+        DeleteResult,
+        (header_of(resp.header), resp.deleted, tuple([kv_of(kv) for kv in resp.prev_kvs])),
     )
 
 
@@ -163,8 +169,8 @@ def txn_result(resp: Any) -> TxnResult:
             out.append(delete_result(op.response_delete_range))
         elif kind == "response_txn":
             out.append(txn_result(op.response_txn))
-    return TxnResult(header_of(resp.header), resp.succeeded, tuple(out))
+    return _new(TxnResult, (header_of(resp.header), resp.succeeded, tuple(out)))
 
 
 def compact_result(resp: Any) -> CompactResult:
-    return CompactResult(header_of(resp.header))
+    return _new(CompactResult, (header_of(resp.header),))
