@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from txetcd._errors import ProtocolViolation
 from txetcd._http1 import (
@@ -33,12 +34,34 @@ if TYPE_CHECKING:
     from txetcd._http1_pool import PoolClient
 
 
-def _tls_refused(reason: Failure) -> bool:
+#: TLS alerts that only a handshake sends: the peer refused to set the connection up. With
+#: TLS 1.3 a server that wants a client certificate says so *after* the client's side of the
+#: handshake is done (and the request written), but the request still never reached HTTP.
+_HANDSHAKE_ALERTS = (
+    "alert handshake failure",
+    "alert bad certificate",
+    "alert unsupported certificate",
+    "alert certificate revoked",
+    "alert certificate expired",
+    "alert certificate unknown",
+    "alert unknown ca",
+    "alert access denied",
+    "alert certificate required",
+)
+
+
+def _tls_refused(reason: Failure, handshake_done: bool) -> bool:
+    """Whether a connection was lost because TLS was never set up (so nothing was sent)."""
     try:
         from OpenSSL.SSL import Error as SSLError
     except ImportError:  # no TLS support installed: no TLS connections either
         return False
-    return isinstance(reason.value, SSLError)
+    if not isinstance(reason.value, SSLError):
+        return False
+    if not handshake_done:
+        return True
+    text = str(reason.value).lower()
+    return any(alert in text for alert in _HANDSHAKE_ALERTS)
 
 
 class _Exchange:
@@ -220,8 +243,12 @@ class _StreamExchange(_Exchange):
         self._abandon()
 
 
+@implementer(IHandshakeListener)
 class _Connection(TwistedProtocol):
     """One keep-alive HTTP/1.1 client connection: one exchange at a time, parsed by httptools."""
+
+    #: over TLS: the handshake completed, so bytes written since may have reached the server
+    handshake_done = False
 
     def __init__(self, pool: "PoolClient", key: _Key, exclusive: bool) -> None:
         import httptools
@@ -341,6 +368,10 @@ class _Connection(TwistedProtocol):
             if not ex.finished:
                 ex.completed()
 
+    def handshakeCompleted(self) -> None:
+        """Called by Twisted's TLS layer once the handshake is done."""
+        self.handshake_done = True
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.gone = True
         self.reusable = False
@@ -352,9 +383,10 @@ class _Connection(TwistedProtocol):
             if self._until_eof and self._headers_done:
                 ex.completed()
             else:
-                if _tls_refused(reason):
+                if _tls_refused(reason, self.handshake_done):
                     # The TLS handshake failed (a certificate refused, either side): no byte
                     # of the request reached the server's HTTP layer, so it is safe to resend.
+                    # Any other TLS error is a broken connection like any other.
                     ex.written = False
                 ex.lost(f"connection lost: {reason.getErrorMessage()}")
         self.pool._lost(self)
