@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union
 from urllib.parse import urlsplit
 
-from twisted.internet import tcp as _tcp
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.python.failure import Failure
 
@@ -53,7 +52,6 @@ __all__ = [
     "StreamHandle",
     "HeadersArg",
     "maybe_sent",
-    "send_now",
 ]
 
 #: ``Failure(exc)``, or ``Failure()`` inside an ``except`` (typed: Twisted's is not)
@@ -280,37 +278,6 @@ class HTTP1Client(Protocol):
 
     def close(self) -> "Deferred[None]":
         """Close every connection; pending calls fail with :class:`~txetcd.ClientClosed`."""
-
-
-def send_now(transport: Any, data: bytes) -> None:
-    """Write ``data``, straight onto the socket when Twisted has nothing buffered.
-
-    Twisted's ``write()`` only buffers: the bytes leave on the reactor's next turn, after an
-    ``epoll_ctl``/``epoll_wait`` pair. When the buffer is empty the order of bytes is kept by
-    sending at once; whatever the kernel does not take (or any error) goes through ``write()``,
-    so Twisted still owns buffering, errors and closing. Transports without a plain socket (TLS,
-    tests) just get ``write()``.
-    """
-    t: Any = transport
-    if (
-        not isinstance(t, _tcp.Connection)  # not TLS wrappers: they forward .socket
-        or t._tempDataBuffer
-        or t.dataBuffer
-        or t.disconnecting
-        or not t.connected
-    ):
-        transport.write(data)
-        return
-    sock = t.socket
-    try:
-        n = sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        n = 0
-    except OSError:
-        transport.write(data)  # let Twisted see and report the failure
-        return
-    if n < len(data):
-        transport.write(data[n:])
 
 
 # -- request building (shared) -----------------------------------------------------------------

@@ -27,8 +27,8 @@ from txetcd._http1 import (
     _LineBuffer,
     _lost_error,
     _timeout_error,
-    send_now,
 )
+from txetcd._sockets import send_now
 
 if TYPE_CHECKING:
     from txetcd._http1_pool import PoolClient

@@ -65,6 +65,7 @@ from txetcd._h2frames import (
     _strip_padding,
     frame,
 )
+from txetcd._sockets import direct_sender
 
 __all__ = ["H2Connection", "H2Stream"]
 
@@ -246,11 +247,9 @@ class H2Connection(Protocol):
         set_nodelay = getattr(transport, "setTcpNoDelay", None)
         if set_nodelay is not None:
             set_nodelay(True)
-        if all(
-            hasattr(transport, a)
-            for a in ("socket", "dataBuffer", "_tempDataBuffer", "disconnecting")
-        ):
-            self._raw_send = self._send_direct  # type: ignore[method-assign]
+        direct = direct_sender(transport)  # None over TLS: every byte must go through it
+        if direct is not None:
+            self._raw_send = direct  # type: ignore[method-assign,assignment]
         settings = b"".join(
             (
                 _SETTING.pack(SETTINGS_ENABLE_PUSH, 0),
@@ -803,25 +802,3 @@ class H2Connection(Protocol):
         corked, self._corked = self._corked, None
         if corked and self.connected:
             self._raw_send(b"".join(corked) if len(corked) > 1 else corked[0])
-
-    def _send_direct(self, data: bytes) -> None:
-        """Send on the socket at once when nothing is buffered (saves a reactor round).
-
-        Twisted's ``write()`` only buffers: the bytes leave on the reactor's next turn, after an
-        ``epoll_ctl``/``epoll_wait`` pair. When the buffer is empty the order of bytes is kept by
-        sending straight away; whatever the kernel does not take (or any error) goes through
-        ``write()``, so Twisted still owns buffering, errors and closing.
-        """
-        t: Any = self.transport
-        if t._tempDataBuffer or t.dataBuffer or t.disconnecting or not t.connected:
-            t.write(data)
-            return
-        try:
-            n = t.socket.send(data)
-        except (BlockingIOError, InterruptedError):
-            n = 0
-        except OSError:
-            t.write(data)  # let Twisted see and report the failure
-            return
-        if n < len(data):
-            t.write(data[n:])
