@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -22,6 +22,7 @@ from txetcd._errors import ClientClosed, ConnectionFailed
 from txetcd._grpc import GrpcStream, _UnaryCall
 from txetcd._h2frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
 from txetcd._http2 import H2Connection
+from txetcd._tls import TLSOptions
 from txetcd._transport import Capabilities, Metadata, Method
 
 __all__ = ["Channel", "Endpoint", "parse_endpoint"]
@@ -52,10 +53,9 @@ def parse_endpoint(url: str) -> Endpoint:
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
-    if parts.scheme != "http":
+    if parts.scheme not in ("http", "https"):
         raise ValueError(
-            f"unsupported endpoint scheme {parts.scheme!r} in {url!r}: only http:// (h2c) is "
-            "supported so far"
+            f"unsupported endpoint scheme {parts.scheme!r} in {url!r}: use http:// or https://"
         )
     if not parts.hostname:
         raise ValueError(f"endpoint {url!r} has no host")
@@ -64,6 +64,10 @@ def parse_endpoint(url: str) -> Endpoint:
     except ValueError as e:
         raise ValueError(f"endpoint {url!r}: {e}") from None
     return Endpoint(url, parts.scheme, parts.hostname, port)
+
+
+def _when_ready(conn: H2Connection) -> "Deferred[H2Connection]":
+    return conn.ready.addCallback(lambda _: conn)
 
 
 def _request_prefix(endpoint: Endpoint, path: bytes) -> bytes:
@@ -85,7 +89,8 @@ class Channel:
     """Connections to a set of etcd endpoints, and the one path every call goes through.
 
     :param endpoints: client URLs; connections go to the first that answers, in order.
-    :param clock: the reactor (time and TCP).
+    :param reactor: the reactor (TCP, and time unless ``clock`` is given).
+    :param clock: the ``IReactorTime`` for deadlines, backoff, connect timeouts and PINGs.
     :param max_attempts: how many times one call may be started (retries of reads, and of
         writes that certainly never reached the server).
     """
@@ -99,17 +104,22 @@ class Channel:
         endpoints: Sequence[str],
         reactor: Any,
         *,
+        tls: Optional[TLSOptions] = None,
         connect_timeout: float = 5.0,
         keepalive_interval: Optional[float] = 10.0,
         keepalive_timeout: float = 10.0,
         max_attempts: int = 3,
         endpoint_factory: Optional[Callable[[Any, Endpoint], IStreamClientEndpoint]] = None,
+        clock: Optional[IReactorTime] = None,
     ) -> None:
         self.endpoints = [parse_endpoint(u) for u in endpoints]
         if not self.endpoints:
             raise ValueError("at least one endpoint is needed")
+        if tls is None and any(e.scheme == "https" for e in self.endpoints):
+            tls = TLSOptions()  # verified against the system's trust store
+        self.tls = tls
         self.reactor = reactor
-        self.clock: IReactorTime = reactor
+        self.clock: IReactorTime = reactor if clock is None else clock
         self.connect_timeout = connect_timeout
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
@@ -125,9 +135,12 @@ class Channel:
         self._lost_waiters: List[Deferred[None]] = []
         self._resending: set[_UnaryCall] = set()  # calls waiting out a backoff before a resend
 
-    @staticmethod
-    def _default_endpoint(reactor: Any, endpoint: Endpoint) -> IStreamClientEndpoint:
-        return HostnameEndpoint(reactor, endpoint.host, endpoint.port)
+    def _default_endpoint(self, reactor: Any, endpoint: Endpoint) -> IStreamClientEndpoint:
+        tcp = HostnameEndpoint(reactor, endpoint.host, endpoint.port)
+        if endpoint.scheme == "https":
+            assert self.tls is not None
+            return wrapClientTLS(self.tls.creator(endpoint.host, (b"h2",)), tcp)
+        return tcp
 
     @property
     def endpoint_urls(self) -> List[str]:
@@ -232,7 +245,9 @@ class Channel:
             return
         endpoint = self.endpoints[self._endpoint_index % len(self.endpoints)]
         factory = Factory.forProtocol(lambda: self._make_protocol(endpoint))
-        d = self.endpoint_factory(self.reactor, endpoint).connect(factory)
+        connecting: Deferred[Any] = self.endpoint_factory(self.reactor, endpoint).connect(factory)
+        # Connected means ready for streams: over TLS, after the handshake and ALPN h2.
+        d = connecting.addCallback(_when_ready)
         d.addTimeout(self.connect_timeout, self.clock)
         self._connecting = d
 
@@ -269,6 +284,7 @@ class Channel:
             keepalive_timeout=self.keepalive_timeout,
             on_lost=self._connection_lost,
             on_goaway=self._connection_going_away,
+            tls=endpoint.scheme == "https",
         )
         conn.endpoint = endpoint
         self.connections.append(conn)

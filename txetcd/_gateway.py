@@ -206,7 +206,7 @@ class GatewayChannel:
 
     :param endpoints: client URLs, tried in order (a call whose connection broke goes on with
         the next one).
-    :param reactor: the reactor (time for deadlines and backoff).
+    :param reactor: the reactor (time for deadlines and backoff, unless ``clock`` is given).
     :param http: the HTTP/1.1 client (:class:`txetcd._http1_pool.PoolClient`, or
         :class:`txetcd._http1_treq.TreqClient` wrapping any treq ``HTTPClient`` or ``IAgent``).
     """
@@ -222,12 +222,13 @@ class GatewayChannel:
         http: HTTP1Client,
         *,
         max_attempts: int = 3,
+        clock: Any = None,
     ) -> None:
         self.endpoints: List[Endpoint] = [parse_endpoint(u) for u in endpoints]
         if not self.endpoints:
             raise ValueError("at least one endpoint is needed")
         self.reactor = reactor
-        self.clock = reactor
+        self.clock = reactor if clock is None else clock
         self.http = http
         self.max_attempts = max_attempts
         self.closed = False

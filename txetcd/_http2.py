@@ -17,10 +17,13 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from txetcd._errors import ConnectionFailed
 from txetcd._h2frames import (
     _GOAWAY,
     _HEAD,
@@ -66,6 +69,7 @@ from txetcd._h2frames import (
     frame,
 )
 from txetcd._sockets import direct_sender
+from txetcd._tls import tls_error_text
 
 __all__ = ["H2Connection", "H2Stream"]
 
@@ -151,6 +155,7 @@ class H2Stream:
         return sum(len(d) for d, _ in self._outbound)
 
 
+@implementer(IHandshakeListener)
 class H2Connection(Protocol):
     """The client side of one HTTP/2 connection.
 
@@ -178,6 +183,7 @@ class H2Connection(Protocol):
         connection_window: int = 64 * 1024 * 1024,
         on_lost: Optional[Callable[["H2Connection", ConnectionClosed], None]] = None,
         on_goaway: Optional[Callable[["H2Connection"], None]] = None,
+        tls: bool = False,
     ) -> None:
         if keepalive_interval is not None and keepalive_interval < 5.0:
             raise ValueError("keepalive_interval must be >= 5 s (etcd closes faster pingers)")
@@ -188,6 +194,10 @@ class H2Connection(Protocol):
         self.local_connection_window = connection_window
         self.on_lost = on_lost
         self.on_goaway = on_goaway
+        self.tls = tls
+        #: fires once streams may start: at once over TCP; over TLS once the handshake is done
+        #: and the server agreed to HTTP/2 (ALPN ``h2``). Fails if the connection ends first.
+        self.ready: Deferred[None] = Deferred(lambda _: self._abort())
 
         self.streams: Dict[int, H2Stream] = {}
         self.pending: Deque[H2Stream] = deque()  # waiting for MAX_CONCURRENT_STREAMS
@@ -244,6 +254,8 @@ class H2Connection(Protocol):
         self.connected = True
         transport = self.transport
         assert transport is not None
+        if not self.tls:
+            self.ready.callback(None)
         set_nodelay = getattr(transport, "setTcpNoDelay", None)
         if set_nodelay is not None:
             set_nodelay(True)
@@ -282,12 +294,31 @@ class H2Connection(Protocol):
         finally:
             self._uncork()
 
+    def handshakeCompleted(self) -> None:
+        """TLS is set up: check that the server agreed to HTTP/2, then let streams start."""
+        if self.ready.called:
+            return
+        transport: Any = self.transport
+        protocol = getattr(transport, "negotiatedProtocol", None)
+        if protocol != b"h2":
+            got = "no protocol" if protocol is None else repr(protocol.decode("ascii", "replace"))
+            self.lost = ConnectionClosed(
+                f"the server did not agree to HTTP/2 over TLS (ALPN offered 'h2', got {got}): "
+                "is this an etcd client URL?"
+            )
+            self._abort()
+            return
+        self.ready.callback(None)
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         self._stop_keepalive()
         if self.lost is None:
-            self.lost = ConnectionClosed(f"connection lost: {reason.getErrorMessage()}")
+            why = tls_error_text(reason) if self.tls else reason.getErrorMessage()
+            self.lost = ConnectionClosed(f"connection lost: {why}")
         lost = self.lost
+        if not self.ready.called:
+            self.ready.errback(ConnectionFailed(lost.reason))
         streams = list(self.streams.values())
         self.streams.clear()
         pending = list(self.pending)
