@@ -14,6 +14,7 @@ __all__ = [
     "check_bool",
     "check_enum",
     "check_int",
+    "check_timeout",
     "key_bytes",
     "key_range",
     "prefix_range_end",
@@ -71,6 +72,21 @@ def check_int(value: object, what: str, *, minimum: Optional[int] = 0) -> int:
     if not -(2**63) <= value < 2**63:
         raise ValueError(f"{what} does not fit in 64 bits: {value}")
     return value
+
+
+def check_timeout(timeout: object, what: str = "timeout") -> Optional[float]:
+    """A deadline in seconds, the same for the v3 and the v2 client: ``None`` and ``0`` (and
+    infinity) mean no deadline, as 0 does in python-etcd; a negative number is a ``ValueError``,
+    anything but a number a ``TypeError``."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds or None, not {type(timeout).__name__}")
+    if not timeout >= 0:  # NaN too
+        raise ValueError(f"{what} must be >= 0 seconds (0 or None: no deadline), not {timeout}")
+    if timeout == 0 or timeout == float("inf"):
+        return None
+    return float(timeout)
 
 
 def check_bool(value: object, what: str) -> bool:

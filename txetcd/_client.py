@@ -8,11 +8,12 @@ values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yiel
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterable, Literal, Optional, Sequence, TypeVar, Union
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet.defer import Deferred
 
-from txetcd._args import NOT_GIVEN, check_bool, check_int
+from txetcd._args import NOT_GIVEN, check_bool, check_int, check_timeout
 from txetcd._channel import Channel
 from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
@@ -25,11 +26,18 @@ from txetcd._kv import (
     range_result,
     txn_result,
 )
-from txetcd._lease import LeaseMethods
+from txetcd._lease import LeaseLike, LeaseMethods, lease_id_of
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._proto import rpc_pb2
 from txetcd._transport import Method, Transport
-from txetcd._txn import Compare, Op, txn_request
+from txetcd._txn import (
+    Compare,
+    Op,
+    SortOrderName,
+    SortTargetName,
+    lease_alias,
+    txn_request,
+)
 from txetcd._types import (
     CompactResult,
     DeleteResult,
@@ -42,9 +50,12 @@ from txetcd._types import (
 )
 from txetcd._watch import Watch, WatchFilter, WatchHub
 
-__all__ = ["Client"]
+__all__ = ["Client", "TransportName"]
 
 T = TypeVar("T")
+
+#: what carries a :class:`Client`'s calls
+TransportName = Literal["grpc", "gateway"]
 
 
 class Client(LeaseMethods):
@@ -52,16 +63,23 @@ class Client(LeaseMethods):
 
     :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is
         accepted too.
-    :param reactor: the reactor (time, TCP); the global one by default.
-    :param timeout: default deadline of each call, in seconds (``None``: no deadline). Every
-        method takes ``timeout=`` to override it per call.
+    :param reactor: the reactor (TCP, and time unless ``clock`` is given); the global one by
+        default.
+    :param clock: the ``IReactorTime`` every timer of the client runs on: call deadlines and
+        resend backoff, connect timeouts, keepalive PINGs, the lease keepalive loop, watch
+        resumes (``reactor`` by default; a ``twisted.internet.task.Clock`` in tests).
+    :param timeout: default deadline of each call, in seconds (``None`` or ``0``: no deadline,
+        as in :class:`txetcd.v2.Client`). Every method takes ``timeout=`` to override it per
+        call, with the same meaning.
     :param connect_timeout: seconds to wait for a TCP connection to one endpoint.
     :param keepalive_interval: seconds of silence after which a PING checks the connection
         while calls are open (at least 5: etcd closes connections that ping more often).
     :param keepalive_timeout: seconds to wait for the PING's answer before the connection is
         declared dead.
 
-    ``client.timeout`` is the default deadline and ``client.reactor`` the reactor in use.
+    ``client.timeout`` is the default deadline, ``client.reactor`` the reactor and
+    ``client.clock`` the clock in use. ``async with Client(...) as client:`` closes the client
+    on the way out.
 
     :param transport: ``"grpc"`` (the default: gRPC on txetcd's own HTTP/2 layer) or
         ``"gateway"`` (etcd's JSON gateway over HTTP/1.1, for proxies and load balancers that
@@ -80,20 +98,21 @@ class Client(LeaseMethods):
         endpoints: Union[str, Sequence[str]] = ("http://127.0.0.1:2379",),
         *,
         reactor: Any = None,
+        clock: Any = None,
         timeout: Optional[float] = 30.0,
         connect_timeout: float = 5.0,
         keepalive_interval: Optional[float] = 10.0,
         keepalive_timeout: float = 10.0,
-        transport: str = "grpc",
+        transport: TransportName = "grpc",
         http_client: Any = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
-        if isinstance(endpoints, str):
-            endpoints = (endpoints,)
-        self.timeout = self._check_timeout(timeout)
+        self.clock: Any = reactor if clock is None else clock
+        endpoints = _endpoint_list(endpoints)
+        self.timeout = check_timeout(timeout)
         if keepalive_interval is not None and keepalive_interval < 5.0:
             raise ValueError(
                 "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
@@ -106,22 +125,22 @@ class Client(LeaseMethods):
             keepalive_interval=keepalive_interval,
             keepalive_timeout=keepalive_timeout,
             http_client=http_client,
+            clock=self.clock,
         )
         self.transport = transport
         self.reactor = reactor
         self._watch_hub: Optional[WatchHub] = None
 
-    @staticmethod
-    def _check_timeout(timeout: object) -> Optional[float]:
-        if timeout is None:
-            return None
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(
-                f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
-            )
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0, not {timeout}")
-        return float(timeout)
+    def __repr__(self) -> str:
+        urls = ", ".join(_shown_url(url) for url in self.endpoints)
+        closed = " closed" if self._channel.closed else ""
+        return f"<txetcd.Client {self.transport} {urls}{closed}>"
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     @property
     def endpoints(self) -> list[str]:
@@ -138,7 +157,7 @@ class Client(LeaseMethods):
         timeout: Any,
     ) -> "Deferred[T]":
         """The one call path every unary method of the client goes through."""
-        t = self.timeout if timeout is NOT_GIVEN else self._check_timeout(timeout)
+        t = self.timeout if timeout is NOT_GIVEN else check_timeout(timeout)
         return self._channel.unary(method, request, timeout=t, idempotent=idempotent, decode=decode)
 
     # -- reads -----------------------------------------------------------------------------
@@ -150,8 +169,8 @@ class Client(LeaseMethods):
         prefix: bool = False,
         limit: int = 0,
         revision: int = 0,
-        sort_order: Union[SortOrder, str] = SortOrder.NONE,
-        sort_target: Union[SortTarget, str] = SortTarget.KEY,
+        sort_order: Union[SortOrder, SortOrderName] = SortOrder.NONE,
+        sort_target: Union[SortTarget, SortTargetName] = SortTarget.KEY,
         serializable: bool = False,
         keys_only: bool = False,
         count_only: bool = False,
@@ -161,7 +180,8 @@ class Client(LeaseMethods):
         max_create_revision: int = 0,
         timeout: Any = NOT_GIVEN,
     ) -> "Deferred[RangeResult]":
-        """Read one key. ``result.kvs`` is empty when the key does not exist.
+        """Read one key. The result is empty (``result.kvs == ()``, false) when the key does not
+        exist; ``result.value`` is then ``None``.
 
         Range options (keyword-only, all optional):
 
@@ -174,7 +194,8 @@ class Client(LeaseMethods):
         - ``min_mod_revision``, ``max_mod_revision``, ``min_create_revision``,
           ``max_create_revision``: filters on the keys' revisions (``count`` ignores them)
         - ``range_end``, ``prefix``: see :meth:`get_range` and :meth:`get_prefix`
-        - ``timeout``: this call's deadline in seconds (``None``: none), instead of the client's
+        - ``timeout``: this call's deadline in seconds (``None`` or ``0``: none), instead of
+          the client's
         """
         req = range_request(
             key,
@@ -195,21 +216,79 @@ class Client(LeaseMethods):
         return self._call(RANGE, req, range_result, idempotent=True, timeout=timeout)
 
     def get_prefix(
-        self, prefix: Union[bytes, str], *, timeout: Any = NOT_GIVEN, **options: Any
+        self,
+        prefix: Union[bytes, str],
+        *,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: Union[SortOrder, SortOrderName] = SortOrder.NONE,
+        sort_target: Union[SortTarget, SortTargetName] = SortTarget.KEY,
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+        timeout: Any = NOT_GIVEN,
     ) -> "Deferred[RangeResult]":
-        """Read every key starting with ``prefix`` (``b""``: every key), sorted by key."""
-        return self.get(prefix, prefix=True, timeout=timeout, **options)
+        """Read every key starting with ``prefix`` (``b""``: every key), sorted by key unless
+        asked otherwise; the options are :meth:`get`'s."""
+        return self.get(
+            prefix,
+            prefix=True,
+            limit=limit,
+            revision=revision,
+            sort_order=sort_order,
+            sort_target=sort_target,
+            serializable=serializable,
+            keys_only=keys_only,
+            count_only=count_only,
+            min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision,
+            min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision,
+            timeout=timeout,
+        )
 
     def get_range(
         self,
         start: Union[bytes, str],
         end: Union[bytes, str],
         *,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: Union[SortOrder, SortOrderName] = SortOrder.NONE,
+        sort_target: Union[SortTarget, SortTargetName] = SortTarget.KEY,
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
         timeout: Any = NOT_GIVEN,
-        **options: Any,
     ) -> "Deferred[RangeResult]":
-        """Read the keys in ``[start, end)``; ``end=b"\\0"`` means every key >= ``start``."""
-        return self.get(start, range_end=end, timeout=timeout, **options)
+        """Read the keys in ``[start, end)`` (``end=b"\\0"``: every key >= ``start``); the
+        options are :meth:`get`'s."""
+        if end is None:
+            raise TypeError("end must be bytes or str (b'\\0': every key from start on)")
+        return self.get(
+            start,
+            range_end=end,
+            limit=limit,
+            revision=revision,
+            sort_order=sort_order,
+            sort_target=sort_target,
+            serializable=serializable,
+            keys_only=keys_only,
+            count_only=count_only,
+            min_mod_revision=min_mod_revision,
+            max_mod_revision=max_mod_revision,
+            min_create_revision=min_create_revision,
+            max_create_revision=max_create_revision,
+            timeout=timeout,
+        )
 
     # -- writes ----------------------------------------------------------------------------
     def put(
@@ -217,22 +296,27 @@ class Client(LeaseMethods):
         key: Union[bytes, str],
         value: Union[bytes, str],
         *,
-        lease: int = 0,
+        lease_id: LeaseLike = 0,
         prev_kv: bool = False,
         ignore_value: bool = False,
         ignore_lease: bool = False,
         timeout: Any = NOT_GIVEN,
+        lease: Any = NOT_GIVEN,
     ) -> "Deferred[PutResult]":
         """Write ``key = value``.
 
-        ``lease``: attach the key to that lease (0, the default, *detaches* it from any lease:
-        etcd's rule; use ``ignore_lease=True`` to keep it). ``prev_kv``: return the key's previous
-        state. ``ignore_value``: keep the stored value (give ``b""``) and change only the lease.
+        ``lease_id``: attach the key to that lease: its ID, or the :class:`LeaseGrantResult`,
+        :class:`KeepAlive` or :class:`Session` that holds it (0, the default, *detaches* the key
+        from any lease: etcd's rule; use ``ignore_lease=True`` to keep it). ``lease=`` is the
+        old spelling of ``lease_id=``. ``prev_kv``: return the key's previous state.
+        ``ignore_value``: keep the stored value (give ``b""``) and change only the lease.
         """
+        if lease is not NOT_GIVEN:
+            lease_id = lease_alias(lease, lease_id)
         req = put_request(
             key,
             value,
-            lease=lease,
+            lease=lease_id if type(lease_id) is int else lease_id_of(lease_id),
             prev_kv=prev_kv,
             ignore_value=ignore_value,
             ignore_lease=ignore_lease,
@@ -385,6 +469,7 @@ def _make_transport(
     keepalive_interval: Optional[float],
     keepalive_timeout: float,
     http_client: Any,
+    clock: Any,
 ) -> Transport:
     """The transport a client asked for by name."""
     if transport == "grpc":
@@ -396,21 +481,52 @@ def _make_transport(
             connect_timeout=connect_timeout,
             keepalive_interval=keepalive_interval,
             keepalive_timeout=keepalive_timeout,
+            clock=clock,
         )
     if transport == "gateway":
-        return GatewayChannel(
-            endpoints, reactor, _http_client(http_client, reactor, connect_timeout)
-        )
+        http = _http_client(http_client, reactor, connect_timeout, clock)
+        return GatewayChannel(endpoints, reactor, http, clock=clock)
     raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
 
 
-def _http_client(given: Any, reactor: Any, connect_timeout: float) -> Any:
-    """The HTTP/1.1 client for the gateway: ours, a wrapped treq client or agent, or a pool."""
+def _endpoint_list(endpoints: object) -> list[str]:
+    """The endpoints as a list: one URL, or a sequence of them; anything else is a TypeError."""
+    if isinstance(endpoints, str):
+        return [endpoints]
+    if isinstance(endpoints, (bytes, bytearray)) or not isinstance(endpoints, Iterable):
+        raise TypeError(
+            "endpoints must be a URL (str) or a list of URLs, such as "
+            f"'http://127.0.0.1:2379', not {type(endpoints).__name__}"
+        )
+    urls = list(endpoints)
+    for url in urls:
+        if not isinstance(url, str):
+            raise TypeError(f"each endpoint must be a URL (str), not {type(url).__name__}")
+    return urls
+
+
+def _shown_url(url: str) -> str:
+    """A URL without the user and password it may carry (for reprs and messages)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _http_client(given: Any, reactor: Any, connect_timeout: float, clock: Any) -> Any:
+    """The HTTP/1.1 client for the gateway: ours, a wrapped treq client or agent, or a pool.
+
+    One made here keeps its time (request deadlines, connect and idle timers) on ``clock``.
+    """
     from txetcd._http1_pool import PoolClient
     from txetcd._http1_treq import TreqClient
 
-    if given is None:
-        return PoolClient(reactor, connect_timeout=connect_timeout)
     if isinstance(given, (PoolClient, TreqClient)):
         return given
-    return TreqClient(given, reactor, connect_timeout=connect_timeout)
+    if given is None:
+        made: Any = PoolClient(reactor, connect_timeout=connect_timeout)
+    else:
+        made = TreqClient(given, reactor, connect_timeout=connect_timeout)
+    made.clock = clock
+    return made

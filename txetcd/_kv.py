@@ -87,17 +87,18 @@ def put_request(
     key: object,
     value: object = b"",
     *,
-    lease: int = 0,
+    lease: object = 0,
     prev_kv: bool = False,
     ignore_value: bool = False,
     ignore_lease: bool = False,
 ) -> Any:
-    """A ``PutRequest``. ``lease=0`` detaches the key from any lease it had (etcd's rule)."""
+    """A ``PutRequest``. ``lease`` is the lease's ID; 0 detaches the key from any lease it had
+    (etcd's rule)."""
     k = key_bytes(key)
     v = to_bytes(value, "value")
     req = PutRequest(key=k, value=v)
     if lease:
-        req.lease = check_int(lease, "lease", minimum=None)
+        req.lease = check_int(lease, "lease_id", minimum=None)
     if check_bool(prev_kv, "prev_kv"):
         req.prev_kv = True
     if check_bool(ignore_value, "ignore_value"):

@@ -10,16 +10,19 @@ Compares are built from a target and never mutate anything::
         failure=[Get(b"config/mode")],
     )
 
-``Value(k) == v`` is sugar for ``Value(k).eq(v)``; both return a new :class:`Compare`.
+``Value(k) == v`` is sugar for ``Value(k).eq(v)``; both return a new :class:`Compare`. Compares
+and operations show as the code that makes them: ``Put(b'k', b'v', lease_id=5)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Literal, Sequence, Tuple, Union
 
-from txetcd._args import check_int, key_range, to_bytes
+from txetcd._args import NOT_GIVEN, check_int, key_range, prefix_range_end, to_bytes
 from txetcd._kv import delete_request, put_request, range_request
+from txetcd._lease import LeaseLike, lease_id_of
 from txetcd._proto import rpc_pb2
+from txetcd._types import SortOrder, SortTarget
 
 __all__ = [
     "Compare",
@@ -33,21 +36,39 @@ __all__ = [
     "Delete",
     "Txn",
     "Op",
+    "SortOrderName",
+    "SortTargetName",
     "txn_request",
 ]
 
 _PBCompare: Any = rpc_pb2.Compare
 _RESULTS = {"==": 0, ">": 1, "<": 2, "!=": 3}
+_OPERATORS = {v: k for k, v in _RESULTS.items()}
+#: compare target number -> (its class name, the operand's field)
+_TARGETS = {
+    0: ("Version", "version"),
+    1: ("CreateRevision", "create_revision"),
+    2: ("ModRevision", "mod_revision"),
+    3: ("Value", "value"),
+    4: ("LeaseId", "lease"),
+}
+
+#: the names ``sort_order`` takes besides :class:`~txetcd.SortOrder` itself
+SortOrderName = Literal["none", "ascend", "descend"]
+#: the names ``sort_target`` takes besides :class:`~txetcd.SortTarget` itself
+SortTargetName = Literal["key", "version", "create", "mod", "value"]
 
 
 class Compare:
-    """One condition of a txn: ``target(key) <op> operand``; build it with a target class."""
+    """One condition of a txn: ``target(key) <op> operand``; build it with a target class.
 
-    __slots__ = ("_pb", "_text")
+    Its repr is the code that builds it, e.g. ``Value(b'k') == b'v'``.
+    """
 
-    def __init__(self, pb: Any, text: str) -> None:
+    __slots__ = ("_pb",)
+
+    def __init__(self, pb: Any) -> None:
         self._pb = pb
-        self._text = text
 
     def to_protobuf(self) -> Any:
         """A copy of the ``etcdserverpb.Compare`` message."""
@@ -56,7 +77,7 @@ class Compare:
         return c
 
     def __repr__(self) -> str:
-        return f"<Compare {self._text}>"
+        return _compare_text(self._pb)
 
 
 class _Target:
@@ -80,10 +101,10 @@ class _Target:
             result=_RESULTS[op],
             **{self._field: self._operand(value)},
         )
-        shown = self.key.decode("utf-8", "replace")
-        if self.range_end:
-            shown += ".." + self.range_end.decode("utf-8", "replace")
-        return Compare(pb, f"{type(self).__name__}({shown}) {op} {value!r}")
+        return Compare(pb)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_range_text(self.key, self.range_end)})"
 
     def eq(self, value: object) -> Compare:
         """``target == value``."""
@@ -148,14 +169,21 @@ class Value(_Target):
 
 
 class LeaseId(_Target):
-    """The ID of the lease the key is attached to (0: none)."""
+    """The ID of the lease the key is attached to (0: none); compare it with an ID or a
+    :data:`~txetcd.LeaseLike` (``LeaseId(k) == grant``)."""
 
     _target = 4
     _field = "lease"
 
+    def _operand(self, value: object) -> object:
+        return check_int(lease_id_of(value, "LeaseId operand"), "LeaseId operand", minimum=None)
+
 
 class Op:
-    """An operation inside a txn: a :class:`Get`, :class:`Put`, :class:`Delete` or :class:`Txn`."""
+    """An operation inside a txn: a :class:`Get`, :class:`Put`, :class:`Delete` or :class:`Txn`.
+
+    Its repr is the code that builds it, e.g. ``Put(b'k', b'v', lease_id=5)``.
+    """
 
     __slots__ = ("_op",)
     _op: Any  # the etcdserverpb.RequestOp
@@ -167,24 +195,82 @@ class Op:
         op.CopyFrom(self._op)
         return op
 
+    def __repr__(self) -> str:
+        return _op_text(self._op)
+
 
 class Get(Op):
     """A range read in a txn; takes the options of :meth:`txetcd.Client.get`."""
 
     __slots__ = ()
 
-    def __init__(self, key: object, range_end: object = None, **options: Any) -> None:
-        self._op = rpc_pb2.RequestOp(request_range=range_request(key, range_end, **options))
+    def __init__(
+        self,
+        key: Union[bytes, str],
+        range_end: Union[bytes, str, None] = None,
+        *,
+        prefix: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: Union[SortOrder, SortOrderName] = SortOrder.NONE,
+        sort_target: Union[SortTarget, SortTargetName] = SortTarget.KEY,
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        min_mod_revision: int = 0,
+        max_mod_revision: int = 0,
+        min_create_revision: int = 0,
+        max_create_revision: int = 0,
+    ) -> None:
+        self._op = rpc_pb2.RequestOp(
+            request_range=range_request(
+                key,
+                range_end,
+                prefix=prefix,
+                limit=limit,
+                revision=revision,
+                sort_order=sort_order,
+                sort_target=sort_target,
+                serializable=serializable,
+                keys_only=keys_only,
+                count_only=count_only,
+                min_mod_revision=min_mod_revision,
+                max_mod_revision=max_mod_revision,
+                min_create_revision=min_create_revision,
+                max_create_revision=max_create_revision,
+            )
+        )
 
 
 class Put(Op):
-    """A put in a txn; takes the options of :meth:`txetcd.Client.put`."""
+    """A put in a txn; takes the options of :meth:`txetcd.Client.put` (``lease=``, the old
+    spelling of ``lease_id=``, still works)."""
 
     __slots__ = ()
     read_only = False
 
-    def __init__(self, key: object, value: object = b"", **options: Any) -> None:
-        self._op = rpc_pb2.RequestOp(request_put=put_request(key, value, **options))
+    def __init__(
+        self,
+        key: Union[bytes, str],
+        value: Union[bytes, str] = b"",
+        *,
+        lease_id: LeaseLike = 0,
+        prev_kv: bool = False,
+        ignore_value: bool = False,
+        ignore_lease: bool = False,
+        lease: Any = NOT_GIVEN,
+    ) -> None:
+        if lease is not NOT_GIVEN:
+            lease_id = lease_alias(lease, lease_id)
+        req = put_request(
+            key,
+            value,
+            lease=lease_id if type(lease_id) is int else lease_id_of(lease_id),
+            prev_kv=prev_kv,
+            ignore_value=ignore_value,
+            ignore_lease=ignore_lease,
+        )
+        self._op = rpc_pb2.RequestOp(request_put=req)
 
 
 class Delete(Op):
@@ -193,8 +279,16 @@ class Delete(Op):
     __slots__ = ()
     read_only = False
 
-    def __init__(self, key: object, range_end: object = None, **options: Any) -> None:
-        self._op = rpc_pb2.RequestOp(request_delete_range=delete_request(key, range_end, **options))
+    def __init__(
+        self,
+        key: Union[bytes, str],
+        range_end: Union[bytes, str, None] = None,
+        *,
+        prefix: bool = False,
+        prev_kv: bool = False,
+    ) -> None:
+        req = delete_request(key, range_end, prefix=prefix, prev_kv=prev_kv)
+        self._op = rpc_pb2.RequestOp(request_delete_range=req)
 
 
 class Txn(Op):
@@ -245,3 +339,89 @@ def txn_request(
     ok, ok_ro = _ops(success, "success")
     ko, ko_ro = _ops(failure, "failure")
     return rpc_pb2.TxnRequest(compare=cmps, success=ok, failure=ko), ok_ro and ko_ro
+
+
+def lease_alias(lease: object, lease_id: object) -> Any:
+    """``lease=``, the old spelling of ``lease_id=`` (both given: a ``TypeError``)."""
+    if lease_id is not NOT_GIVEN and lease_id != 0:
+        raise TypeError("give lease_id or lease (its old spelling), not both")
+    return lease
+
+
+# -- reprs: the code that makes each compare and operation ------------------------------------
+
+_SHOWN_VALUE = 64  # longer values show their start and their length
+
+
+def _bytes_text(data: bytes) -> str:
+    if len(data) <= _SHOWN_VALUE:
+        return repr(data)
+    return f"{data[:_SHOWN_VALUE]!r}...({len(data)} bytes)"
+
+
+def _range_text(key: bytes, range_end: bytes) -> str:
+    if not range_end:
+        return repr(key)
+    if key == b"\0" and range_end == b"\0":
+        return "b'', prefix=True"
+    if range_end == prefix_range_end(key):
+        return f"{key!r}, prefix=True"
+    return f"{key!r}, {range_end!r}"
+
+
+def _compare_text(pb: Any) -> str:
+    name, field = _TARGETS.get(pb.target, (f"<target {pb.target}>", "value"))
+    operand = getattr(pb, field)
+    shown = _bytes_text(operand) if isinstance(operand, bytes) else repr(operand)
+    op = _OPERATORS.get(pb.result, f"<result {pb.result}>")
+    return f"{name}({_range_text(pb.key, pb.range_end)}) {op} {shown}"
+
+
+def _options_text(pairs: Sequence[Tuple[str, object]]) -> str:
+    return "".join(f", {name}={value!r}" for name, value in pairs if value)
+
+
+def _op_text(op: Any) -> str:
+    kind = op.WhichOneof("request")
+    if kind == "request_range":
+        r = op.request_range
+        options: List[Tuple[str, object]] = [
+            ("limit", r.limit),
+            ("revision", r.revision),
+            ("sort_order", SortOrder(r.sort_order).name.lower() if r.sort_order else 0),
+            ("sort_target", SortTarget(r.sort_target).name.lower() if r.sort_target else 0),
+        ]
+        options += [
+            (name, getattr(r, name))
+            for name in (
+                "serializable",
+                "keys_only",
+                "count_only",
+                "min_mod_revision",
+                "max_mod_revision",
+                "min_create_revision",
+                "max_create_revision",
+            )
+        ]
+        return f"Get({_range_text(r.key, r.range_end)}{_options_text(options)})"
+    if kind == "request_put":
+        p = op.request_put
+        options = [
+            ("lease_id", p.lease),
+            ("prev_kv", p.prev_kv),
+            ("ignore_value", p.ignore_value),
+            ("ignore_lease", p.ignore_lease),
+        ]
+        value = "" if p.ignore_value else f", {_bytes_text(p.value)}"
+        return f"Put({p.key!r}{value}{_options_text(options)})"
+    if kind == "request_delete_range":
+        d = op.request_delete_range
+        shown = _range_text(d.key, d.range_end)
+        return f"Delete({shown}{_options_text([('prev_kv', d.prev_kv)])})"
+    if kind == "request_txn":
+        t = op.request_txn
+        compares = ", ".join(_compare_text(c) for c in t.compare)
+        success = ", ".join(_op_text(o) for o in t.success)
+        failure = ", ".join(_op_text(o) for o in t.failure)
+        return f"Txn([{compares}], [{success}], [{failure}])"
+    return "<empty operation>"

@@ -70,7 +70,7 @@ class _NoNetworkReactor(task.Clock):
         (lambda c: c.put(b"k", b"v", ignore_lease=True, lease=3), ValueError),
         (lambda c: c.put(b"k", b"v", prev_kv="yes"), TypeError),
         (lambda c: c.put(b"k", b"v", timeout="1"), TypeError),
-        (lambda c: c.put(b"k", b"v", timeout=0), ValueError),
+        (lambda c: c.put(b"k", b"v", timeout=-1), ValueError),
         (lambda c: c.delete(b""), ValueError),
         (lambda c: c.delete_prefix(7), TypeError),
         (lambda c: c.compact(-1), ValueError),

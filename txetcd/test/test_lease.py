@@ -144,7 +144,7 @@ class FakeClient(LeaseMethods):
     """The lease mixin on a fake channel; unary calls wait in ``calls`` for the test."""
 
     def __init__(self, clock: task.Clock, timeout: Optional[float] = 30.0) -> None:
-        self.reactor = clock
+        self.reactor = self.clock = clock
         self.timeout = timeout
         self._channel = FakeChannel()  # type: ignore[assignment]
         self.calls: List[Call] = []
@@ -613,7 +613,7 @@ def test_timeout_is_checked_by_the_client() -> None:
     with pytest.raises(TypeError):
         client.grant(5, timeout="1")
     with pytest.raises(ValueError):
-        client.leases(timeout=0)
+        client.leases(timeout=-1)
 
 
 # -- against real etcd ------------------------------------------------------------------------

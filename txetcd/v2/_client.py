@@ -31,6 +31,7 @@ from typing import (
 from twisted.internet.defer import Deferred, fail
 from twisted.python.failure import Failure
 
+from txetcd._args import NOT_GIVEN, check_timeout
 from txetcd._errors import ConnectionFailed, EtcdError, OutcomeUnknown, ProtocolViolation
 from txetcd._http1 import HTTPResponse, maybe_sent
 from txetcd.v2._errors import (
@@ -63,13 +64,8 @@ T = TypeVar("T")
 Value = Union[str, bytes]
 
 
-class _Default:
-    def __repr__(self) -> str:
-        return "DEFAULT_TIMEOUT"
-
-
-#: ``timeout=`` not given: the client's ``read_timeout``
-DEFAULT_TIMEOUT: Any = _Default()
+#: ``timeout=`` not given: the client's ``read_timeout`` (the v3 client's sentinel, the same object)
+DEFAULT_TIMEOUT: Any = NOT_GIVEN
 
 #: python-etcd's spellings of options -> txetcd's
 _ALIASES = {
@@ -97,14 +93,6 @@ def _options(given: Mapping[str, Any], allowed: Sequence[str], call: str) -> Dic
             raise TypeError(f"{call}() got {canonical!r} twice (under two spellings)")
         out[canonical] = value
     return out
-
-
-def _check_timeout(timeout: object) -> Optional[float]:
-    if timeout is None or timeout == 0:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-        raise TypeError(f"timeout must be seconds (>= 0) or None, not {timeout!r}")
-    return float(timeout)
 
 
 def _endpoint_urls(host: Any, port: int, protocol: str) -> List[str]:
@@ -221,7 +209,7 @@ class Client:
         self.version_prefix = version_prefix.rstrip("/")
         self.allow_reconnect = bool(allow_reconnect)
         self.srv_domain = srv_domain
-        self.read_timeout = _check_timeout(read_timeout)
+        self.read_timeout = check_timeout(read_timeout, "read_timeout")
         if not isinstance(lock_prefix, str):
             raise TypeError("lock_prefix must be a str")
         self.lock_prefix = lock_prefix
@@ -385,7 +373,7 @@ class Client:
         return target + "?" + request.query if request.query else target
 
     def _timeout(self, timeout: Any) -> Optional[float]:
-        return self.read_timeout if timeout is DEFAULT_TIMEOUT else _check_timeout(timeout)
+        return self.read_timeout if timeout is DEFAULT_TIMEOUT else check_timeout(timeout)
 
     def _keys(
         self, request: V2Request, timeout: Any, *, exclusive: bool = False
