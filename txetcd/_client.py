@@ -26,7 +26,7 @@ from txetcd._kv import (
     range_result,
     txn_result,
 )
-from txetcd._lease import LeaseLike, LeaseMethods, lease_id_of
+from txetcd._lease import LeaseLike, LeaseMethods
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._proto import rpc_pb2
 from txetcd._transport import Method, Transport
@@ -301,7 +301,7 @@ class Client(LeaseMethods):
         ignore_value: bool = False,
         ignore_lease: bool = False,
         timeout: Any = NOT_GIVEN,
-        lease: Any = NOT_GIVEN,
+        lease: Any = None,
     ) -> "Deferred[PutResult]":
         """Write ``key = value``.
 
@@ -311,12 +311,12 @@ class Client(LeaseMethods):
         old spelling of ``lease_id=``. ``prev_kv``: return the key's previous state.
         ``ignore_value``: keep the stored value (give ``b""``) and change only the lease.
         """
-        if lease is not NOT_GIVEN:
+        if lease is not None:
             lease_id = lease_alias(lease, lease_id)
         req = put_request(
             key,
             value,
-            lease=lease_id if type(lease_id) is int else lease_id_of(lease_id),
+            lease=lease_id,
             prev_kv=prev_kv,
             ignore_value=ignore_value,
             ignore_lease=ignore_lease,

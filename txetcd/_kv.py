@@ -92,12 +92,16 @@ def put_request(
     ignore_value: bool = False,
     ignore_lease: bool = False,
 ) -> Any:
-    """A ``PutRequest``. ``lease`` is the lease's ID; 0 detaches the key from any lease it had
-    (etcd's rule)."""
+    """A ``PutRequest``. ``lease`` is the lease (its ID, or a :data:`~txetcd._lease.LeaseLike`);
+    0 detaches the key from any lease it had (etcd's rule)."""
     k = key_bytes(key)
     v = to_bytes(value, "value")
     req = PutRequest(key=k, value=v)
     if lease:
+        if type(lease) is not int:  # a LeaseGrantResult, a KeepAlive, a Session...
+            from txetcd._lease import lease_id_of  # (_lease decodes with this module)
+
+            lease = lease_id_of(lease)
         req.lease = check_int(lease, "lease_id", minimum=None)
     if check_bool(prev_kv, "prev_kv"):
         req.prev_kv = True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Literal, Sequence, Tuple, Union
 
-from txetcd._args import NOT_GIVEN, check_int, key_range, prefix_range_end, to_bytes
+from txetcd._args import check_int, key_range, prefix_range_end, to_bytes
 from txetcd._kv import delete_request, put_request, range_request
 from txetcd._lease import LeaseLike, lease_id_of
 from txetcd._proto import rpc_pb2
@@ -258,14 +258,14 @@ class Put(Op):
         prev_kv: bool = False,
         ignore_value: bool = False,
         ignore_lease: bool = False,
-        lease: Any = NOT_GIVEN,
+        lease: Any = None,
     ) -> None:
-        if lease is not NOT_GIVEN:
+        if lease is not None:
             lease_id = lease_alias(lease, lease_id)
         req = put_request(
             key,
             value,
-            lease=lease_id if type(lease_id) is int else lease_id_of(lease_id),
+            lease=lease_id,
             prev_kv=prev_kv,
             ignore_value=ignore_value,
             ignore_lease=ignore_lease,
@@ -343,7 +343,7 @@ def txn_request(
 
 def lease_alias(lease: object, lease_id: object) -> Any:
     """``lease=``, the old spelling of ``lease_id=`` (both given: a ``TypeError``)."""
-    if lease_id is not NOT_GIVEN and lease_id != 0:
+    if type(lease_id) is not int or lease_id != 0:
         raise TypeError("give lease_id or lease (its old spelling), not both")
     return lease
 
