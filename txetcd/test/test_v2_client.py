@@ -39,6 +39,7 @@ from txetcd.v2 import (
     Set,
     Updated,
 )
+from txetcd.v2._srv import srv_name
 
 from .test_v2_layer import HOSTILE_KEYS, HOSTILE_VALUES
 
@@ -295,7 +296,7 @@ async def test_cluster_calls(client: Client, etcd_v2_server: EtcdServer) -> None
     assert store["setsSuccess"] >= 0 and "watchers" in store
     assert (await client.leader_stats())["leader"] == member["id"]
     with pytest.raises(ValueError):
-        client.stats("nope")
+        client.stats("nope")  # type: ignore[arg-type]
     with pytest.raises(EtcdKeyNotFound):
         await client.remove_member("1234")
 
@@ -531,7 +532,7 @@ async def test_srv_discovery(etcd_v2_server: EtcdServer) -> None:
         assert client.base_uri == f"http://127.0.0.1:{live}"
     finally:
         await client.close()
-    assert v2.srv_name("example.test", "https") == "_etcd-client-ssl._tcp.example.test"
+    assert srv_name("example.test", "https") == "_etcd-client-ssl._tcp.example.test"
     missing = Client(srv_domain="nowhere.test", resolver=resolver, reactor=reactor)
     try:
         with pytest.raises(EtcdConnectionFailed):

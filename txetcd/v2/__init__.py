@@ -6,15 +6,13 @@
 (:mod:`txetcd.v2._keys`), results typed by action (:mod:`txetcd.v2._result`) and the v2 error
 table (:mod:`txetcd.v2._errors`). Every error is a :class:`txetcd.EtcdError`. The v2 API exists
 in etcd 3.4 and 3.5 only with ``--enable-v2`` and is gone in 3.6. This module only re-exports
-the public names.
+the public names; the layer's building blocks (request builders and encoders, the error and
+result tables) live in its private modules.
 """
 
-from txetcd.v2._client import DEFAULT_TIMEOUT, Client
+from txetcd.v2._client import Client
 from txetcd.v2._election import Election, EtcdLeadershipLost, LeaderObserver
 from txetcd.v2._errors import (
-    V2_ERROR_CLASSES,
-    V2_ERROR_MESSAGES,
-    V2_ERROR_STATUS,
     EtcdAlreadyExist,
     EtcdClientInternal,
     EtcdClusterIdChanged,
@@ -52,33 +50,16 @@ from txetcd.v2._errors import (
     EtcdTimeoutNaN,
     EtcdTTLNaN,
     EtcdV2Error,
+    EtcdV2NotEnabled,
     EtcdValueError,
     EtcdValueOrTTLRequired,
     EtcdValueRequired,
     EtcdWatcherCleared,
     EtcdWatchTimedOut,
-    from_json,
 )
-from txetcd.v2._keys import (
-    FORM_CONTENT_TYPE,
-    KEYS_PREFIX,
-    V2Request,
-    append_request,
-    delete_request,
-    encode_bool,
-    encode_form,
-    encode_key,
-    encode_segment,
-    get_request,
-    join_key,
-    key_path,
-    key_segments,
-    normalize_key,
-    set_request,
-)
+from txetcd.v2._keys import join_key, normalize_key
 from txetcd.v2._lock import Lock
 from txetcd.v2._result import (
-    RESULT_CLASSES,
     ComparedThenDeleted,
     ComparedThenSwapped,
     Created,
@@ -88,22 +69,33 @@ from txetcd.v2._result import (
     Got,
     Set,
     Updated,
-    parse_expiration,
-    result_class,
 )
-from txetcd.v2._srv import srv_name
 from txetcd.v2._watch import EternalWatch, Resynced
 
 __all__ = [
+    # the client
     "Client",
-    "DEFAULT_TIMEOUT",
+    # results, by action
+    "EtcdResult",
+    "Got",
+    "Set",
+    "Created",
+    "Updated",
+    "Deleted",
+    "Expired",
+    "ComparedThenSwapped",
+    "ComparedThenDeleted",
+    # watches, locks, elections
     "EternalWatch",
     "Resynced",
     "Lock",
     "Election",
-    "EtcdLeadershipLost",
     "LeaderObserver",
-    "srv_name",
+    "EtcdLeadershipLost",
+    # keys
+    "join_key",
+    "normalize_key",
+    # errors (python-etcd's names)
     "EtcdException",
     "EtcdV2Error",
     "EtcdKeyError",
@@ -146,35 +138,5 @@ __all__ = [
     "EtcdLockExpired",
     "EtcdInvalidRequest",
     "EtcdInvalidKey",
-    "V2_ERROR_CLASSES",
-    "V2_ERROR_MESSAGES",
-    "V2_ERROR_STATUS",
-    "from_json",
-    "KEYS_PREFIX",
-    "FORM_CONTENT_TYPE",
-    "V2Request",
-    "key_segments",
-    "normalize_key",
-    "join_key",
-    "encode_segment",
-    "encode_key",
-    "key_path",
-    "encode_bool",
-    "encode_form",
-    "get_request",
-    "set_request",
-    "append_request",
-    "delete_request",
-    "EtcdResult",
-    "Got",
-    "Set",
-    "Created",
-    "Updated",
-    "Deleted",
-    "Expired",
-    "ComparedThenSwapped",
-    "ComparedThenDeleted",
-    "RESULT_CLASSES",
-    "result_class",
-    "parse_expiration",
+    "EtcdV2NotEnabled",
 ]

@@ -61,6 +61,7 @@ __all__ = [
     "EtcdLockExpired",
     "EtcdInvalidRequest",
     "EtcdInvalidKey",
+    "EtcdV2NotEnabled",
     "V2_ERROR_CLASSES",
     "V2_ERROR_MESSAGES",
     "V2_ERROR_STATUS",
@@ -401,6 +402,13 @@ class EtcdInvalidKey(EtcdInvalidRequest):
     """The client refused a v2 key: an empty, ``.`` or ``..`` segment, ``/`` inside a segment,
     or text that is not valid Unicode. etcd would redirect (301) or clean such a path rather than
     store the key as written.
+    """
+
+
+class EtcdV2NotEnabled(EtcdV2Error):
+    """The server does not serve etcd's v2 API: etcd 3.4 and 3.5 serve it only when started
+    with ``--enable-v2``, and etcd 3.6 not at all. They answer every ``/v2`` request with a plain
+    ``404 page not found``; the message names the server. Use :class:`txetcd.Client` (v3) there.
     """
 
 

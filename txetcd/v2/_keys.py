@@ -10,9 +10,11 @@ decodes and answers ``301`` for ``//``, ``.`` and ``..`` instead of storing the 
 are refused here (:class:`~txetcd.v2.EtcdInvalidKey`, a ``ValueError``). A leading ``/`` is
 optional and one trailing ``/`` is dropped (``"dir/"`` is ``"/dir"``, as etcd names it).
 
-Values and options always travel ``application/x-www-form-urlencoded`` (in the body of PUT and
-POST, in the query string of GET and DELETE): with any other Content-Type etcd silently stores
-``""``. ``+`` is sent as ``%2B`` (a form reads ``+`` as a space); booleans as ``true``/``false``.
+Values are text: ``str`` as it is, ``bytes`` as UTF-8, anything else as ``str(value)``, as
+python-etcd sends them (``3`` is stored as ``"3"``). Values and options always travel
+``application/x-www-form-urlencoded`` (in the body of PUT and POST, in the query string of GET
+and DELETE): with any other Content-Type etcd silently stores ``""``. ``+`` is sent as ``%2B``
+(a form reads ``+`` as a space); booleans as ``true``/``false``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from txetcd.v2._errors import EtcdInvalidKey, EtcdInvalidRequest
 __all__ = [
     "KEYS_PREFIX",
     "FORM_CONTENT_TYPE",
+    "Key",
+    "Value",
     "V2Request",
     "key_segments",
     "normalize_key",
@@ -48,6 +52,9 @@ KEYS_PREFIX = "/v2/keys"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 Key = Union[str, bytes]
+#: a v2 value: ``str`` as it is, ``bytes`` as UTF-8 text, anything else as ``str(value)`` (what
+#: python-etcd sends: ``3`` is ``"3"``, ``True`` is ``"True"``)
+Value = object
 Params = List[Tuple[str, str]]
 
 
@@ -173,7 +180,7 @@ def _form_text(text: str) -> str:
     return quote(text.encode("utf-8"), safe="")
 
 
-def _text_value(value: Union[str, bytes], what: str) -> str:
+def _text_value(value: Value, what: str) -> str:
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -182,7 +189,7 @@ def _text_value(value: Union[str, bytes], what: str) -> str:
                 f"v2 {what}s are text: {value!r} is not UTF-8 (etcd's JSON would mangle it)"
             ) from None
     if not isinstance(value, str):
-        raise TypeError(f"a v2 {what} is str or bytes, not {type(value).__name__}")
+        value = str(value)  # python-etcd's rule: etcd stores text, 3 is sent as "3"
     if value.isascii():
         return value
     try:
@@ -205,9 +212,7 @@ def _bool(params: Params, name: str, value: Optional[bool]) -> None:
         params.append((name, encode_bool(value)))
 
 
-def _compare(
-    params: Params, prev_value: Optional[Union[str, bytes]], prev_index: Optional[int]
-) -> None:
+def _compare(params: Params, prev_value: Optional[Value], prev_index: Optional[int]) -> None:
     if prev_value is not None:
         text = _text_value(prev_value, "prevValue")
         if text == "":
@@ -310,11 +315,11 @@ def get_request(
 
 def set_request(
     key: Key,
-    value: Optional[Union[str, bytes]] = None,
+    value: Optional[Value] = None,
     *,
     ttl: Optional[int] = None,
     dir: Optional[bool] = None,
-    prev_value: Optional[Union[str, bytes]] = None,
+    prev_value: Optional[Value] = None,
     prev_index: Optional[int] = None,
     prev_exist: Optional[bool] = None,
     refresh: Optional[bool] = None,
@@ -349,7 +354,7 @@ def set_request(
 
 def append_request(
     key: Key,
-    value: Optional[Union[str, bytes]] = None,
+    value: Optional[Value] = None,
     *,
     ttl: Optional[int] = None,
     dir: Optional[bool] = None,
@@ -377,7 +382,7 @@ def delete_request(
     *,
     recursive: Optional[bool] = None,
     dir: Optional[bool] = None,
-    prev_value: Optional[Union[str, bytes]] = None,
+    prev_value: Optional[Value] = None,
     prev_index: Optional[int] = None,
     prev_exist: Optional[bool] = None,
 ) -> V2Request:

@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import ConnectionFailed, Timeout
+from txetcd._retry import backoff_policy
 from txetcd.v2._client import Client
 from txetcd.v2._errors import (
     EtcdCompareFailed,
@@ -62,9 +63,15 @@ def check_name(name: object) -> str:
     return name
 
 
+#: the retry waits of the refresh loops: 0.05 s doubling up to 1 s, with jitter
+_BACKOFF = backoff_policy(initial=0.05, maximum=1.0)
+
+
 def backoff(failures: int) -> float:
-    """Seconds to wait before retrying after ``failures`` transient failures in a row."""
-    return float(min(1.0, 0.05 * 2.0 ** min(failures - 1, 10)))
+    """Seconds to wait before retrying after ``failures`` (1 for the first) transient failures
+    in a row: :func:`txetcd._retry.backoff_policy`'s 0.05 s doubling up to 1 s, scaled by a
+    random factor in ``[0.5, 1)`` so that clients that failed together do not retry together."""
+    return _BACKOFF(failures - 1)
 
 
 def is_transient(error: Optional[BaseException]) -> bool:

@@ -17,7 +17,6 @@ at the first matching event at or after ``waitIndex``. So:
 
 from __future__ import annotations
 
-import random
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -27,6 +26,7 @@ from twisted.python.failure import Failure
 
 from txetcd._errors import ConnectionFailed, EtcdError, HTTPStatusError, ProtocolViolation, Timeout
 from txetcd._http1 import HTTPResponse
+from txetcd._retry import backoff_policy
 from txetcd.v2._errors import (
     EtcdEventIndexCleared,
     EtcdKeyNotFound,
@@ -36,6 +36,7 @@ from txetcd.v2._errors import (
 )
 from txetcd.v2._feed import ItemFeed
 from txetcd.v2._keys import Key, get_request, normalize_key
+from txetcd.v2._request import GO_NOT_FOUND, not_enabled
 from txetcd.v2._result import EtcdResult
 
 __all__ = ["EternalWatch", "Resynced"]
@@ -110,6 +111,7 @@ class EternalWatch(ItemFeed):
         self.max_backlog = max_backlog
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self._backoff = backoff_policy(backoff_initial, backoff_max)
         self.clock = client.clock
         self.restarts = 0
         self.resyncs = 0
@@ -224,6 +226,10 @@ class EternalWatch(ItemFeed):
             return
         err = failure.value
         if isinstance(err, HTTPStatusError):
+            if err.response.status == 404 and err.response.body.startswith(GO_NOT_FOUND):
+                path = f"{self.client.version_prefix}/keys{self.key}"
+                self._finish(_failure(not_enabled(self.client.base_uri, path)))
+                return
             v2error = from_json(err.response.body, err.response.status)
             if isinstance(v2error, EtcdEventIndexCleared):
                 self._resync(v2error)
@@ -246,9 +252,7 @@ class EternalWatch(ItemFeed):
         self.restarts += 1
         self.failures += 1
         self.client._failover()
-        base = min(self.backoff_max, self.backoff_initial * (2.0 ** min(self.failures - 1, 16)))
-        delay = base * (0.5 + random.random() / 2)
-        self._retry = self.clock.callLater(delay, self._poll)
+        self._retry = self.clock.callLater(self._backoff(self.failures - 1), self._poll)
 
     def _resync(self, cleared: EtcdEventIndexCleared) -> None:
         self.resyncs += 1
