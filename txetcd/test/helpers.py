@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import subprocess
 import time
-from typing import Any
+from typing import Any, Iterator
 
 from txetcd._channel import Channel
 from txetcd._transport import Method
@@ -17,7 +18,6 @@ def reactor() -> Any:
     from twisted.internet import reactor as r
 
     return r
-
 
 
 def grpc_channel(client: Any) -> Channel:
@@ -45,6 +45,8 @@ def raw_method(path: bytes) -> Method:
 
 # -- child processes ----------------------------------------------------------------------------
 
+_PR_SET_CHILD_SUBREAPER = 36
+
 
 def process_gone(pid: int) -> bool:
     """Whether process ``pid`` has ended (a zombie nobody reaped yet counts as ended)."""
@@ -63,11 +65,34 @@ def process_gone(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float) -> None:
-    """Wait (blocking) until process ``pid`` has ended; fail after ``timeout`` seconds."""
+    """Wait (blocking) until process ``pid`` has ended, reaping it if it is our child (adopted
+    ones included, see :func:`adopting_orphans`); fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not process_gone(pid):
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not our child
+            if process_gone(pid):
+                return
         assert time.monotonic() < deadline, f"process {pid} still runs after {timeout} s"
         time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def adopting_orphans() -> Iterator[None]:
+    """Within the block, processes orphaned below this one become its children (Linux), so a
+    test can reap them (:func:`wait_gone`) instead of leaving zombies to an init that may not."""
+    from txetcd.testing._process import _prctl
+
+    prctl = _prctl()
+    if prctl is not None:
+        prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    try:
+        yield
+    finally:
+        if prctl is not None:
+            prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 def read_line(process: "subprocess.Popen[bytes]", timeout: float) -> str:

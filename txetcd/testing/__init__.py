@@ -1,7 +1,8 @@
 """Public test support for txetcd users: real etcd processes and pytest fixtures.
 
 Start a throwaway etcd with :class:`EtcdServer` (the binary from :func:`etcd_binary`, or an
-etcd 3.4 from :func:`etcd34_binary` when one is at hand); put a :class:`TCPProxy` between a
+etcd 3.4 from :func:`etcd34_binary` when one is at hand; a failed start raises
+:class:`EtcdStartError`); put a :class:`TCPProxy` between a
 client and etcd to reset, blackhole, refuse or cut connections; with pytest, add
 ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` to your ``conftest.py`` for the
 ``etcd_server`` fixture (and ``etcd_v2_server``, run against etcd 3.5 and 3.4).
@@ -12,6 +13,7 @@ from txetcd.testing._server import (
     EtcdCluster,
     EtcdNotFound,
     EtcdServer,
+    EtcdStartError,
     etcd34_binary,
     etcd_binary,
     free_port,
@@ -21,6 +23,7 @@ __all__ = [
     "EtcdCluster",
     "EtcdNotFound",
     "EtcdServer",
+    "EtcdStartError",
     "TCPProxy",
     "etcd_binary",
     "etcd34_binary",

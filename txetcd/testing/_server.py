@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import http.client
 import os
 import re
 import shutil
@@ -12,12 +11,25 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, List, Optional, Sequence, Tuple
+from typing import IO, Any, List, Optional, Sequence, Tuple
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+
+from txetcd.testing._process import (
+    TAIL_LINES,
+    EtcdStartError,
+    die_with_parent,
+    healthy,
+    healthy_async,
+    output_tail,
+)
 
 __all__ = [
     "EtcdServer",
     "EtcdCluster",
     "EtcdNotFound",
+    "EtcdStartError",
     "etcd_binary",
     "etcd34_binary",
     "free_port",
@@ -137,12 +149,19 @@ def free_port() -> int:
         return port
 
 
+#: how many times a first start picks new ports when etcd finds its ports taken
+_PORT_ATTEMPTS = 5
+
+
 class EtcdServer:
     """One single-member etcd on 127.0.0.1, run as a child process.
 
-    ``start()`` blocks until the member answers ``/health``; ``stop()`` kills it and removes its
-    data dir. ``kill()`` followed by ``start()`` restarts it on the same ports with the same data
-    (a server restart, as a fault test needs it). Usable as a context manager.
+    ``start()`` blocks until the member answers ``/health``; ``start_async(reactor)`` does the
+    same without blocking a running reactor; ``stop()`` kills it and removes its data dir.
+    ``kill()`` followed by ``start()`` (or ``restart(reactor)``) restarts it on the same ports
+    with the same data (a server restart, as a fault test needs it). A start that fails raises
+    :class:`EtcdStartError` with the end of etcd's output. On Linux etcd gets SIGKILL when the
+    process (the thread) that started it dies. Usable as a context manager.
 
     :param extra_args: more command-line flags for etcd (e.g. ``["--enable-v2=true"]``); they
         come last, so they override the defaults.
@@ -186,30 +205,94 @@ class EtcdServer:
         """True while the etcd process is alive."""
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> "EtcdServer":
-        """Start etcd and wait until it is healthy.
+    def output(self, lines: int = TAIL_LINES) -> str:
+        """The last ``lines`` lines etcd wrote (its ``etcd.log``; ``""`` once stopped)."""
+        if self.data_dir is None:
+            return ""
+        return output_tail(os.path.join(self.data_dir, "etcd.log"), lines)
 
-        After :meth:`kill` this restarts it on the same ports with the same data.
+    def start(self) -> "EtcdServer":
+        """Start etcd and wait (blocking) until it is healthy; return the server.
+
+        After :meth:`kill` this restarts it on the same ports with the same data. A failure
+        raises :class:`EtcdStartError`; a failed first start leaves no process and no data dir.
+        Inside a running reactor use :meth:`start_async`, which does not block it.
         """
+        first = self._begin()
+        try:
+            attempt = 1
+            while True:
+                try:
+                    self._launch()
+                    self._wait_healthy()
+                    return self
+                except _PortTaken:
+                    if not first or attempt == _PORT_ATTEMPTS:
+                        raise
+                attempt += 1
+                self._pick_ports()
+        except BaseException:
+            self._abandon(first)
+            raise
+
+    def start_async(self, reactor: Any, *, poll_interval: float = 0.05) -> "Deferred[EtcdServer]":
+        """Start etcd without blocking ``reactor``; the Deferred fires with the server once healthy.
+
+        The same as :meth:`start` (first start or restart after :meth:`kill`), but the health
+        checks run on ``reactor`` (it provides TCP and time), every ``poll_interval`` seconds, for
+        at most ``startup_timeout`` seconds of its time; then the Deferred fails with
+        :class:`EtcdStartError`. Cancelling it kills etcd (and, on a first start, removes the data
+        dir). Only launching the process happens before this returns.
+        """
+        first = self._begin()
+        return Deferred.fromCoroutine(self._start_async(reactor, first, poll_interval))
+
+    def restart(self, reactor: Any, *, sig: int = signal.SIGKILL) -> "Deferred[EtcdServer]":
+        """:meth:`kill` etcd (with ``sig``), then :meth:`start_async` it: same ports, same data."""
+        self.kill(sig)
+        return self.start_async(reactor)
+
+    async def _start_async(self, reactor: Any, first: bool, poll_interval: float) -> "EtcdServer":
+        try:
+            attempt = 1
+            while True:
+                try:
+                    self._launch()
+                    deadline = reactor.seconds() + self.startup_timeout
+                    while True:
+                        self._check_alive()
+                        if await healthy_async(reactor, self.client_port):
+                            return self
+                        if reactor.seconds() >= deadline:
+                            raise self._not_healthy()
+                        await deferLater(reactor, poll_interval, lambda: None)
+                except _PortTaken:
+                    if not first or attempt == _PORT_ATTEMPTS:
+                        raise
+                attempt += 1
+                self._pick_ports()
+        except BaseException:
+            self._abandon(first)
+            raise
+
+    def _begin(self) -> bool:
+        """Get ready to launch: a data dir and ports on the first start (returns whether it is)."""
         if self.running:
             raise RuntimeError("etcd is already running")
-        first = self.data_dir is None
-        if first:
-            self.data_dir = tempfile.mkdtemp(prefix="txetcd-etcd-")
-        for _attempt in range(5):
-            if first:
-                self.client_port, self.peer_port = free_port(), free_port()
-            try:
-                self._spawn()
-                return self
-            except _PortTaken:
-                if not first:
-                    raise
-        raise RuntimeError("could not start etcd on a free port after 5 attempts")
+        if self.data_dir is not None:
+            return False
+        self.data_dir = tempfile.mkdtemp(prefix="txetcd-etcd-")
+        self._pick_ports()
+        return True
 
-    def _spawn(self) -> None:
-        self._launch()
-        self._wait_healthy()
+    def _pick_ports(self) -> None:
+        self.client_port, self.peer_port = free_port(), free_port()
+
+    def _abandon(self, first: bool) -> None:
+        """After a failed start: no process; no data dir either if it was the first start."""
+        self.kill()
+        if first:
+            self._remove_data()
 
     def _launch(self) -> None:
         assert self.data_dir is not None
@@ -234,41 +317,49 @@ class EtcdServer:
             *_log_flags(self.binary),
             *self.extra_args,
         ]
-        log_path = os.path.join(self.data_dir, "etcd.log")
-        self._log = open(log_path, "ab")
-        self._process = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        self._close_log()
+        self._log = open(os.path.join(self.data_dir, "etcd.log"), "ab")
+        try:
+            self._process = subprocess.Popen(
+                args,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(),
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            self._close_log()
+            raise EtcdStartError(f"could not run {self.binary!r}: {e}") from e
+
+    def _check_alive(self) -> None:
+        """Raise :class:`EtcdStartError` (with etcd's last words) if the process is gone."""
+        if self._process is None:
+            raise EtcdStartError("etcd was killed while it was starting", self.output())
+        code = self._process.poll()
+        if code is None:
+            return
+        self._process = None
+        self._close_log()
+        output = self.output()
+        if "address already in use" in output:
+            raise _PortTaken(f"etcd's ports were taken (status {code})", output, code)
+        raise EtcdStartError(f"etcd exited with status {code} while starting", output, code)
+
+    def _not_healthy(self) -> EtcdStartError:
+        self.kill()
+        return EtcdStartError(
+            f"etcd did not become healthy within {self.startup_timeout} s", self.output()
         )
 
     def _wait_healthy(self) -> None:
-        assert self._process is not None and self.data_dir is not None
-        log_path = os.path.join(self.data_dir, "etcd.log")
         deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._close_log()
-                self._process = None
-                with open(log_path, "rb") as f:
-                    tail = f.read()[-2000:].decode("utf-8", "replace")
-                if "address already in use" in tail:
-                    raise _PortTaken(tail)
-                raise RuntimeError(f"etcd exited at start-up:\n{tail}")
-            if self._healthy():
+        while True:
+            self._check_alive()
+            if healthy(self.client_port):
                 return
+            if time.monotonic() >= deadline:
+                raise self._not_healthy()
             time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"etcd did not become healthy within {self.startup_timeout} s")
-
-    def _healthy(self) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=1.0)
-        try:
-            conn.request("GET", "/health")
-            body = conn.getresponse().read()
-        except (OSError, http.client.HTTPException):
-            return False
-        finally:
-            conn.close()
-        return b'"health":"true"' in body
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the process (default SIGKILL) and wait for it; the data dir stays."""
@@ -282,6 +373,9 @@ class EtcdServer:
     def stop(self) -> None:
         """Kill etcd and remove its data dir."""
         self.kill()
+        self._remove_data()
+
+    def _remove_data(self) -> None:
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
@@ -302,8 +396,10 @@ class EtcdCluster:
     """A cluster of ``size`` etcd members on 127.0.0.1, each a child process.
 
     ``start()`` launches every member and waits until each is healthy (has a leader);
-    ``members[i].kill()`` and ``members[i].start()`` take one member down and bring it back;
-    ``stop()`` kills them all and removes their data. Usable as a context manager.
+    ``members[i].kill()`` and ``members[i].start()`` (or ``members[i].restart(reactor)``, which
+    does not block the reactor) take one member down and bring it back; ``stop()`` kills them all
+    and removes their data. A failed ``start()`` stops every member and raises
+    :class:`EtcdStartError`. Usable as a context manager.
     """
 
     def __init__(
@@ -330,7 +426,7 @@ class EtcdCluster:
         """Start every member together, then wait until each is healthy."""
         for m in self.members:
             m.data_dir = tempfile.mkdtemp(prefix=f"txetcd-{m.name}-")
-            m.client_port, m.peer_port = free_port(), free_port()
+            m._pick_ports()
         initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
         try:
             for m in self.members:
@@ -355,5 +451,5 @@ class EtcdCluster:
         self.stop()
 
 
-class _PortTaken(RuntimeError):
-    pass
+class _PortTaken(EtcdStartError):
+    """etcd exited because one of its ports was taken (a first start tries other ports)."""
