@@ -138,7 +138,7 @@ async def test_etcd_killed_mid_flight_then_back(etcd_server_private: EtcdServer)
         # a read while etcd is down is retried, then fails typed (no hang)
         with pytest.raises(ConnectionFailed):
             await client.get(b"kill/000")
-        server.start()
+        await server.start_async(reactor())  # the reactor runs on meanwhile
         # the same client works again; acknowledged writes survived
         for key, value in acked.items():
             current = (await client.get(key)).value

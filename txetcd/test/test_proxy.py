@@ -570,7 +570,7 @@ async def test_etcd_restarted_behind_the_proxy(etcd_server_private: EtcdServer) 
             # each attempt is accepted, then reset (the target refuses): typed failure, no hang
             with pytest.raises(ConnectionFailed):
                 await within(client.get(b"k"))
-            server.start()
+            await server.start_async(reactor())
             assert (await within(client.get(b"k"))).value == b"v"
             assert proxy.connections_total >= 3
         finally:

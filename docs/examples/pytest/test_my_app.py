@@ -38,7 +38,7 @@ async def test_survives_an_etcd_restart(etcd_server_private):
     try:
         await client.put(b"k", b"v")
         server.kill()  # SIGKILL; the data directory stays
-        server.start()  # same ports, same data
+        await server.start_async(reactor)  # same ports, same data; the reactor runs on
         assert (await client.get(b"k")).value == b"v"
     finally:
         await client.close()
