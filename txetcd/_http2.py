@@ -73,6 +73,9 @@ from txetcd._tls import tls_error_text
 
 __all__ = ["H2Connection", "H2Stream"]
 
+#: a server's first 9 bytes: a SETTINGS frame header (``None``: any byte)
+_GREETING = (0, None, None, SETTINGS, 0, 0, 0, 0, 0)
+
 
 # -- streams -----------------------------------------------------------------------------------
 
@@ -231,6 +234,9 @@ class H2Connection(Protocol):
         self._ping_deadline: Optional[IDelayedCall] = None
         self._received_since_ping = False
         self._ping_payload = b"txetcdKA"
+        # Until the server's first frame header has arrived whole: the bytes so far (a server
+        # that speaks HTTP/1.1 or anything else is told apart from a broken HTTP/2 one).
+        self._greeting: Optional[bytes] = b""
 
     # -- public state ------------------------------------------------------------------------
     @property
@@ -277,6 +283,10 @@ class H2Connection(Protocol):
         self._arm_keepalive()
 
     def dataReceived(self, data: bytes) -> None:
+        if self._greeting is not None:
+            data = self._check_greeting(data)
+            if not data:
+                return
         self._received_since_ping = True
         # Writes made while handling this read (PING and SETTINGS ACKs, window updates, and the
         # requests that callbacks start on the answers) leave together, in one send, at the end.
@@ -293,6 +303,47 @@ class H2Connection(Protocol):
             self._fail_connection(COMPRESSION_ERROR, f"HPACK: {e}")
         finally:
             self._uncork()
+
+    def _check_greeting(self, data: bytes) -> bytes:
+        """The server's first bytes must start a SETTINGS frame on stream 0 (RFC 9113 3.4):
+        anything else means the server does not speak HTTP/2, and the connection fails saying
+        so. Returns the bytes to go on with (``b""``: wait for more, or failed)."""
+        greeting = self._greeting + data if self._greeting else data
+        head = greeting[:9]
+        # length < 64 KiB, type SETTINGS, no flags, stream 0 (the head may still be short)
+        if any(w is not None and g != w for g, w in zip(head, _GREETING, strict=False)):
+            if len(greeting) < 5 and b"HTTP/".startswith(greeting):
+                self._greeting = greeting  # to say "HTTP/1" once the rest is here
+                return b""
+            self._not_http2(greeting)
+            return b""
+        if len(head) < 9:
+            self._greeting = greeting
+            return b""
+        self._greeting = None
+        return greeting
+
+    def _not_http2(self, greeting: bytes) -> None:
+        # A connection of a channel is named by the calls that fail (``<endpoint URL>: ...``).
+        server = "the server"
+        if self.endpoint is None:
+            peer: Any = self.transport.getPeer() if self.transport is not None else None
+            if hasattr(peer, "port"):
+                server = f"the server at {peer.host}:{peer.port}"
+        if greeting.startswith(b"HTTP/"):
+            line = greeting.split(b"\r\n", 1)[0][:80].decode("ascii", "replace")
+            what = f"it answered in HTTP/1 ({line!r})"
+        else:
+            what = f"its first bytes were {greeting[:16]!r}"
+        # An invalid preface is a connection error (RFC 9113 3.4): GOAWAY, then close. The streams
+        # are StreamNotProcessed: an HTTP/2 server sends its SETTINGS before it runs anything.
+        self.lost = StreamNotProcessed(
+            f"{server} did not speak HTTP/2 (gRPC): {what}. Is this an etcd client URL? "
+            "Through a proxy that only speaks HTTP/1.1, use transport='gateway'"
+        )
+        self._greeting = None
+        self._write(frame(GOAWAY, 0, 0, _GOAWAY.pack(0, PROTOCOL_ERROR) + b"no SETTINGS preface"))
+        self._abort()
 
     def handshakeCompleted(self) -> None:
         """TLS is set up: check that the server agreed to HTTP/2, then let streams start."""
