@@ -26,6 +26,7 @@ __all__ = [
     "ValueProvided",
     "LeaseProvided",
     "TooManyOperations",
+    "TooLarge",
     "RequestTooLarge",
     "DuplicateKey",
     "OutOfRange",
@@ -213,8 +214,20 @@ class TooManyOperations(InvalidArgument):
     """etcdserver: too many operations in txn request (over ``--max-txn-ops``)."""
 
 
-class RequestTooLarge(InvalidArgument):
-    """etcdserver: request is too large (over ``--max-request-bytes``)."""
+class TooLarge(ServerError):
+    """A request etcd refused for its size (catch this one for "value too large"); sending it
+    again cannot help, and nothing was written.
+
+    Which one comes depends on the size of the whole request message (key, value and options;
+    every operation of a txn): over etcd's ``--max-request-bytes`` (1.5 MiB by default) it is
+    :class:`RequestTooLarge`; over gRPC's receive limit, 512 KiB above that (2 MiB by default),
+    gRPC refuses it before etcd sees it: :class:`MessageTooLarge`. The same on both transports.
+    """
+
+
+class RequestTooLarge(InvalidArgument, TooLarge):
+    """etcdserver: request is too large: the request is over ``--max-request-bytes`` (1.5 MiB
+    by default) but within gRPC's receive limit (see :class:`TooLarge`)."""
 
 
 class DuplicateKey(InvalidArgument):
@@ -247,8 +260,10 @@ class DatabaseSpaceExceeded(ResourceExhausted):
     """etcdserver: mvcc: database space exceeded (the NOSPACE alarm is raised)."""
 
 
-class MessageTooLarge(ResourceExhausted):
-    """gRPC's receive limit refused the message; retrying cannot help."""
+class MessageTooLarge(ResourceExhausted, TooLarge):
+    """grpc: received message larger than max: gRPC's receive limit (``--max-request-bytes``
+    + 512 KiB, 2 MiB by default) refused the request before etcd saw it (see
+    :class:`TooLarge`)."""
 
 
 class FailedPrecondition(ServerError):

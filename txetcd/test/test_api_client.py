@@ -18,9 +18,12 @@ from txetcd import (
     Delete,
     Get,
     LeaseId,
+    MessageTooLarge,
     Put,
+    RequestTooLarge,
     Session,
     Timeout,
+    TooLarge,
     Txn,
 )
 from txetcd import _client as client_module
@@ -249,3 +252,23 @@ def test_op_and_compare_reprs_are_the_code_that_makes_them() -> None:
     assert repr(nested) == (
         "Txn([Value(b'k') == b'v'], [Put(b'k', b'w'), Txn([], [Get(b'q')], [])], [Delete(b'k')])"
     )
+
+
+# -- value too large -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+@pytest_twisted.ensureDeferred
+async def test_one_class_to_catch_for_too_large(
+    etcd_server: EtcdServer, etcd_prefix: bytes, transport: Any
+) -> None:
+    """Over --max-request-bytes (1.5 MiB) etcd says RequestTooLarge; over gRPC's receive limit
+    (2 MiB) gRPC says MessageTooLarge; both are TooLarge, on both transports."""
+    async with Client(etcd_server.endpoint, reactor=reactor(), transport=transport) as client:
+        for size, cls in ((1536 * 1024 + 10, RequestTooLarge), (2 * 1024 * 1024, MessageTooLarge)):
+            with pytest.raises(TooLarge) as info:
+                await client.put(etcd_prefix + b"big", b"x" * size)
+            assert type(info.value) is cls
+            with pytest.raises(cls):
+                await client.txn([], [Put(etcd_prefix + b"big", b"x" * size)])
+        assert not await client.get_prefix(etcd_prefix)  # nothing was written
