@@ -266,7 +266,7 @@ class LeaseMethods:
     def revoke(
         self, lease_id: LeaseLike, *, timeout: Any = _NOT_GIVEN
     ) -> "Deferred[LeaseRevokeResult]":
-        """Revoke a lease (its ID, or a :data:`~txetcd.LeaseLike`): every key attached to it is
+        """Revoke a lease (its ID, or what holds it: see :meth:`put`): every key attached to it is
         deleted, in one revision.
 
         Fails with :class:`~txetcd.LeaseNotFound` when the lease does not exist (any more).

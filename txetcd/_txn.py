@@ -169,8 +169,9 @@ class Value(_Target):
 
 
 class LeaseId(_Target):
-    """The ID of the lease the key is attached to (0: none); compare it with an ID or a
-    :data:`~txetcd.LeaseLike` (``LeaseId(k) == grant``)."""
+    """The ID of the lease the key is attached to (0: none); compare it with an ID, a lease
+    result, a :class:`~txetcd.KeepAlive` or a :class:`~txetcd.Session` (``LeaseId(k) == grant``).
+    """
 
     _target = 4
     _field = "lease"
