@@ -420,7 +420,7 @@ class Client(LeaseMethods):
         """
         hub = self._watch_hub
         if hub is None:
-            hub = self._watch_hub = WatchHub(self._channel, self.reactor)
+            hub = self._watch_hub = WatchHub(self._channel, self.clock)
         return hub.watch(
             key,
             prefix=prefix,

@@ -272,3 +272,13 @@ async def test_one_class_to_catch_for_too_large(
             with pytest.raises(cls):
                 await client.txn([], [Put(etcd_prefix + b"big", b"x" * size)])
         assert not await client.get_prefix(etcd_prefix)  # nothing was written
+
+
+@pytest_twisted.ensureDeferred
+async def test_watches_run_on_the_given_clock(silent_url: str) -> None:
+    clock = task.Clock()
+    client = Client(silent_url, reactor=reactor(), clock=clock, timeout=5)
+    watch = client.watch(b"k")
+    assert client._watch_hub is not None and client._watch_hub.clock is clock
+    watch.cancel()
+    await client.close()
