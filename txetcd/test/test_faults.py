@@ -6,43 +6,15 @@ have reached the server fails with OutcomeUnknown (never re-sent); every call en
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Dict, List
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer
 
 from txetcd import Client, ConnectionFailed, OutcomeUnknown, Timeout
-from txetcd.test.helpers import grpc_channel
+from txetcd.test.helpers import grpc_channel, reactor, settle, sleep, txetcd_timers
 from txetcd.testing import EtcdServer
-
-
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
-
-
-def txetcd_timers(clock: Any) -> List[Any]:
-    """Delayed calls that belong to txetcd (the reactor may hold others, e.g. pytest-twisted's)."""
-    from twisted.internet.task import LoopingCall
-
-    out = []
-    for call in clock.getDelayedCalls():
-        func = call.func
-        if isinstance(func, LoopingCall):  # look through to what the loop calls
-            func = func.f
-        owner = getattr(func, "__self__", None)
-        module = getattr(type(owner), "__module__", "") if owner is not None else func.__module__
-        if module.startswith("txetcd.") and not module.startswith("txetcd.test"):
-            out.append(call)
-    return out
-
-
-async def settle(*deferreds: "defer.Deferred[Any]") -> List[Any]:
-    """Every outcome, value or exception, in order."""
-    results = await defer.DeferredList(list(deferreds), consumeErrors=True)
-    return [value if ok else value.value for ok, value in results]
 
 
 @pytest_twisted.ensureDeferred
@@ -126,7 +98,7 @@ async def test_etcd_killed_mid_flight_then_back(etcd_server_private: EtcdServer)
     try:
         await client.put(b"kill/warm", b"up")
         ds = [defer.ensureDeferred(worker(w)) for w in range(64)]
-        await deferLater(0.3)
+        await sleep(0.3)
         server.kill()  # SIGKILL with calls in flight
         done = defer.gatherResults(ds, consumeErrors=True)
         done.addTimeout(15, reactor())  # nothing may hang
@@ -192,9 +164,3 @@ async def test_cancel_a_call(etcd_client: Client, etcd_prefix: bytes) -> None:
     assert txetcd_timers(reactor()) == [] or all(
         c.func.__name__ != "_timed_out" for c in txetcd_timers(reactor())
     )
-
-
-def deferLater(seconds: float) -> "defer.Deferred[None]":
-    from twisted.internet import task
-
-    return task.deferLater(reactor(), seconds, lambda: None)

@@ -1,6 +1,6 @@
 """The JSON gateway transport: treq as a way in, error translation, the retry rule.
 
-The KV, txn and round-trip suites run on this transport too (see ``_transports.py``).
+The KV, txn and round-trip suites run on this transport too (see ``helpers.etcd_client``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import defer
 
 from txetcd import (
     Client,
@@ -22,13 +22,8 @@ from txetcd import (
 from txetcd._gateway import gateway_error
 from txetcd._http1 import HTTPResponse
 from txetcd._methods import LEASE_GRANT, RANGE, TXN
+from txetcd.test.helpers import reactor, sleep, until
 from txetcd.testing import EtcdServer, TCPProxy
-
-
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
 
 
 @pytest_twisted.ensureDeferred
@@ -170,7 +165,6 @@ async def test_reads_retried_after_a_reset(etcd_server: EtcdServer) -> None:
 @pytest_twisted.ensureDeferred
 async def test_lease_kept_alive_over_the_gateway(etcd_server: EtcdServer) -> None:
     """The keepalive loop, unchanged, on gateway POSTs: alive for > 3x its TTL, lost on revoke."""
-    from twisted.internet import task
 
     from txetcd import LeaseExpired
 
@@ -181,7 +175,7 @@ async def test_lease_kept_alive_over_the_gateway(etcd_server: EtcdServer) -> Non
         assert (await client.keepalive_once(lease.id)).ttl == 2
         ka = client.keepalive(lease.id)
         await client.put(b"gwk/k", b"v", lease=lease.id)
-        await task.deferLater(reactor(), 6.5, lambda: None)
+        await sleep(6.5)
         assert (await client.get(b"gwk/k")).value == b"v"
         assert ka.active
         lost = ka.lost
@@ -204,16 +198,12 @@ async def test_cancelling_a_call_closes_its_request(etcd_server: EtcdServer) -> 
         assert proxy.active_connections == 1
         proxy.blackhole()  # the next answer never comes
         d = client.get(b"gw/cancel")
-        await task.deferLater(reactor(), 0.05, lambda: None)
+        await sleep(0.05)
         assert not d.called
         d.cancel()
         with pytest.raises(defer.CancelledError):
             await d
-        for _ in range(100):  # the proxy sees the client's side close
-            if proxy.active_connections == 0:
-                break
-            await task.deferLater(reactor(), 0.01, lambda: None)
-        assert proxy.active_connections == 0
+        await until(lambda: proxy.active_connections == 0, what="the client's side to close")
         proxy.restore()
         assert (await client.get(b"gw/cancel")).value == b"v"
         assert proxy.connections_total == 2

@@ -6,18 +6,10 @@ from typing import Any, List
 
 import pytest
 import pytest_twisted
-from twisted.internet import task
 
 from txetcd import Client, Put, RevisionCompacted
-from txetcd.test.test_faults import txetcd_timers
-from txetcd.test.test_watch import Batches
+from txetcd.test.helpers import Batches, reactor, sleep, txetcd_timers
 from txetcd.testing import EtcdServer, TCPProxy
-
-
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
 
 
 @pytest_twisted.ensureDeferred
@@ -97,9 +89,9 @@ async def test_gateway_watch_resumes_exactly_once_across_resets(etcd_server: Etc
                     and hub.solo[0].established
                 ):
                     break
-                await task.deferLater(reactor(), 0.01, lambda: None)
+                await sleep(0.01)
         await got.wait(len(expected), timeout=20)
-        await task.deferLater(reactor(), 0.3, lambda: None)
+        await sleep(0.3)
         assert [e.value for e in got.events] == expected
         assert watcher._watch_hub is not None and watcher._watch_hub.restarts >= 6
         w.cancel()
@@ -143,14 +135,14 @@ async def test_gateway_slow_consumer_pauses_its_connection(
         await w.created
         for i in range(30):
             await client.put(prefix + b"p", b"%02d" % i)
-        await task.deferLater(reactor(), 0.3, lambda: None)
+        await sleep(0.3)
         (stream,) = client._watch_hub.solo  # type: ignore[union-attr]
         gw: Any = stream.grpc
         assert seen == [b"00"]
         assert gw.paused and gw._handle.paused  # the connection is no longer read
         assert gw._handle._transport is not None
         gate.callback(None)
-        await task.deferLater(reactor(), 0.5, lambda: None)
+        await sleep(0.5)
         assert seen == [b"%02d" % i for i in range(30)]
         assert not gw.paused and not gw._handle.paused
         w.cancel()

@@ -23,12 +23,10 @@ from txetcd import (
     SortOrder,
     SortTarget,
 )
-from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
-
-
-async def grant_lease(client: Client, ttl: int = 60) -> int:
-    """A lease for the put tests (the lease API itself is tested elsewhere)."""
-    return (await client.grant(ttl)).id
+from txetcd.test.helpers import (
+    etcd_client,  # noqa: F401  (both transports)
+    grant_lease,
+)
 
 
 async def fill(client: Client, prefix: bytes) -> dict[bytes, int]:

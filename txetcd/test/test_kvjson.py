@@ -16,7 +16,7 @@ from txetcd._kv import delete_result, put_result, range_result, txn_result
 from txetcd._kvjson import DIRECT, Fallback
 from txetcd._pbjson import dict_to_message
 from txetcd._proto import rpc_pb2
-from txetcd.test.test_pbjson import header, kv, range_response
+from txetcd.test.helpers import header, kv, range_response
 
 put_response = st.builds(
     rpc_pb2.PutResponse, header=header, prev_kv=st.one_of(st.none(), kv())

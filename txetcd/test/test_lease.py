@@ -3,18 +3,15 @@
 The clock tests drive the loop with a fake LeaseKeepAlive stream (no sockets) on a
 ``task.Clock``; the real-etcd tests keep leases alive for several TTLs, watch ``lost`` fire when
 another client revokes, and check that nothing (stream, timer, connection) is left behind.
-
-``LeaseClient`` is ``txetcd.Client`` with the lease mixin and the close hook, whether or not
-``Client`` has them already (then it adds nothing).
 """
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, List, NamedTuple, Optional
+from typing import Any, List
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.python.failure import Failure
 
 from txetcd import Client, ClientClosed, ConnectionFailed, LeaseExists, LeaseNotFound, Timeout
@@ -29,13 +26,11 @@ from txetcd._errors import (
 from txetcd._keepalive import (
     KeepAlive,
     LeaseKeepAliveResult,
-    _KeepAliveHub,
     keepalive_backoff,
     retry_interval,
 )
 from txetcd._lease import (
     LeaseGrantResult,
-    LeaseMethods,
     LeaseRevokeResult,
     LeasesResult,
     LeaseTimeToLiveResult,
@@ -43,157 +38,21 @@ from txetcd._lease import (
 from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._proto import rpc_pb2
 from txetcd._signal import Signal
-from txetcd._transport import Method
-from txetcd.test.helpers import grpc_channel
-from txetcd.test.test_faults import txetcd_timers
+from txetcd.test.helpers import (
+    HEADER,
+    FakeClient,
+    closed_cleanly,
+    fake_header,
+    fixed_backoff,
+    keepalive_streams,
+    lease_timers,
+    outcome,
+    reactor,
+    sleep,
+    until,
+    within,
+)
 from txetcd.testing import EtcdServer
-
-HEADER = rpc_pb2.ResponseHeader(cluster_id=1, member_id=2, revision=3, raft_term=4)
-
-
-WIRED = issubclass(Client, LeaseMethods)
-
-
-class LeaseClient(Client, LeaseMethods):
-    """``Client`` with the lease mixin, closed the way ``Client.close`` closes it."""
-
-    def close(self) -> "defer.Deferred[None]":
-        if not WIRED:
-            self._lease_hub_close()
-        return super().close()
-
-
-# -- fakes: a LeaseKeepAlive stream, a channel, and a client whose unary calls the test answers
-
-
-class FakeStream:
-    """Records the lease IDs sent; the test replies, breaks or ends it."""
-
-    def __init__(
-        self,
-        on_message: Callable[[Any], None],
-        on_close: Callable[[Optional[BaseException]], None],
-    ) -> None:
-        self.on_message = on_message
-        self.on_close = on_close
-        self.sent: List[int] = []
-        self.ended = False
-        self.cancelled = False
-
-    def send(self, message: Any, end: bool = False) -> bool:
-        if self.ended:
-            raise RuntimeError("stream is closed for sending")
-        self.sent.append(message.ID)
-        return True
-
-    def cancel(self) -> None:
-        if not self.ended:
-            self.ended = self.cancelled = True
-            self.on_close(defer.CancelledError())
-
-    def reply(self, lease_id: int, ttl: int) -> None:
-        msg = rpc_pb2.LeaseKeepAliveResponse(header=HEADER, ID=lease_id, TTL=ttl)
-        self.on_message(msg)
-
-    def fail(self, error: Optional[BaseException]) -> None:
-        self.ended = True
-        self.on_close(error)
-
-
-class FakeChannel:
-    closed = False
-
-    def __init__(self) -> None:
-        self.streams: List[FakeStream] = []
-
-    def stream(
-        self,
-        method: Method,
-        on_message: Callable[[Any], None],
-        on_close: Callable[[Optional[BaseException]], None],
-        *,
-        metadata: Any = (),
-    ) -> FakeStream:
-        assert method is LEASE_KEEPALIVE
-        s = FakeStream(on_message, on_close)
-        self.streams.append(s)
-        return s
-
-    @property
-    def open_streams(self) -> List[FakeStream]:
-        return [s for s in self.streams if not s.ended]
-
-
-class Call(NamedTuple):
-    method: Method
-    request: Any
-    idempotent: bool
-    timeout: Any
-    deferred: "defer.Deferred[Any]"
-    decode: Callable[[Any], Any]
-
-    @property
-    def path(self) -> bytes:
-        return self.method.path
-
-    def answer(self, message: Any) -> None:
-        self.deferred.callback(self.decode(message))
-
-
-class FakeClient(LeaseMethods):
-    """The lease mixin on a fake channel; unary calls wait in ``calls`` for the test."""
-
-    def __init__(self, clock: task.Clock, timeout: Optional[float] = 30.0) -> None:
-        self.reactor = self.clock = clock
-        self.timeout = timeout
-        self._channel = FakeChannel()  # type: ignore[assignment]
-        self.calls: List[Call] = []
-
-    @property
-    def fake_channel(self) -> FakeChannel:
-        return self._channel  # type: ignore[return-value]
-
-    def _call(
-        self,
-        method: Method,
-        request: Any,
-        decode: Callable[[Any], Any],
-        *,
-        idempotent: bool,
-        timeout: Any,
-    ) -> "defer.Deferred[Any]":
-        d: defer.Deferred[Any] = defer.Deferred()
-        self.calls.append(Call(method, request, idempotent, timeout, d, decode))
-        return d
-
-    @property
-    def hub(self) -> _KeepAliveHub:
-        assert self._lease_hub is not None
-        return self._lease_hub
-
-
-def fixed_backoff(*delays: float) -> Callable[[int], float]:
-    return lambda failures: delays[min(failures, len(delays) - 1)]
-
-
-@pytest.fixture
-def clock() -> task.Clock:
-    return task.Clock()
-
-
-@pytest.fixture
-def fake(clock: task.Clock) -> FakeClient:
-    return FakeClient(clock)
-
-
-def outcome(d: "defer.Deferred[Any]") -> Any:
-    """The result (or exception) of a fired Deferred; AssertionError if it has not fired."""
-    got: List[Any] = []
-    d.addBoth(got.append)
-    assert got, "the Deferred has not fired"
-    value = got[0]
-    return value.value if hasattr(value, "value") and hasattr(value, "trap") else value
-
 
 # -- the keepalive loop on a fake clock ---------------------------------------------------------
 
@@ -225,12 +84,6 @@ def test_refresh_at_a_third_of_the_ttl(fake: FakeClient, clock: task.Clock) -> N
     assert not lost.called
     stream.reply(7, 12)  # a late answer on the old stream is ignored
     assert clock.getDelayedCalls() == []
-
-
-def fake_header() -> Any:
-    from txetcd._types import ResponseHeader
-
-    return ResponseHeader(1, 2, 3, 4)
 
 
 def test_lost_when_the_server_says_ttl_zero(fake: FakeClient, clock: task.Clock) -> None:
@@ -609,7 +462,7 @@ def test_bad_arguments_raise_before_sending(
 
 
 def test_timeout_is_checked_by_the_client() -> None:
-    client = LeaseClient("http://127.0.0.1:9", reactor=task.Clock(), timeout=1)
+    client = Client("http://127.0.0.1:9", reactor=task.Clock(), timeout=1)
     with pytest.raises(TypeError):
         client.grant(5, timeout="1")
     with pytest.raises(ValueError):
@@ -619,74 +472,8 @@ def test_timeout_is_checked_by_the_client() -> None:
 # -- against real etcd ------------------------------------------------------------------------
 
 
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
-
-
-def sleep(seconds: float) -> "defer.Deferred[None]":
-    return task.deferLater(reactor(), seconds, lambda: None)
-
-
-def keepalive_streams(client: Client) -> List[Any]:
-    conn = grpc_channel(client).connection
-    if conn is None:
-        return []
-    return [s for s in conn.streams.values() if getattr(s, "path", None) == LEASE_KEEPALIVE.path]
-
-
-def lease_timers() -> List[Any]:
-    """Delayed calls of the keepalive loop and sessions (the connection's PING timer is not)."""
-    mine = ("txetcd._keepalive", "txetcd._lease", "txetcd._session")
-    return [c for c in txetcd_timers(reactor()) if type(c.func.__self__).__module__ in mine]
-
-
-def timers_of(client: LeaseClient, connections: List[Any]) -> List[Any]:
-    """txetcd delayed calls that belong to ``client`` (its loop, its connections)."""
-    hub = client._lease_hub
-    out = []
-    for call in txetcd_timers(reactor()):
-        owner = getattr(call.func, "__self__", None)
-        mine = hub is not None and (owner is hub or getattr(owner, "hub", None) is hub)
-        if mine or owner in connections:
-            out.append(call)
-    return out
-
-
-async def closed_cleanly(client: LeaseClient) -> None:
-    """Close ``client``; assert no stream, connection or timer of it is left."""
-    connections = list(grpc_channel(client).connections)
-    await client.close()
-    assert grpc_channel(client).connections == []
-    assert keepalive_streams(client) == []
-    hub = client._lease_hub
-    assert hub is None or (hub.stream is None and hub.leases == {})
-    assert timers_of(client, connections) == []
-
-
-@pytest_twisted.async_yield_fixture
-async def lease_client(etcd_server: EtcdServer) -> AsyncIterator[LeaseClient]:
-    client = LeaseClient(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
-    try:
-        yield client
-    finally:
-        await closed_cleanly(client)
-
-
-@pytest_twisted.async_yield_fixture
-async def other_client(etcd_server: EtcdServer) -> AsyncIterator[LeaseClient]:
-    client = LeaseClient(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
-    try:
-        yield client
-    finally:
-        await closed_cleanly(client)
-
-
 @pytest_twisted.ensureDeferred
-async def test_grant_time_to_live_leases_revoke(
-    lease_client: LeaseClient, etcd_prefix: bytes
-) -> None:
+async def test_grant_time_to_live_leases_revoke(lease_client: Client, etcd_prefix: bytes) -> None:
     c = lease_client
     g = await c.grant(30)
     assert g.ttl == 30 and g.id != 0
@@ -714,7 +501,7 @@ async def test_grant_time_to_live_leases_revoke(
 
 
 @pytest_twisted.ensureDeferred
-async def test_chosen_id_ttl_minimum_and_errors(lease_client: LeaseClient) -> None:
+async def test_chosen_id_ttl_minimum_and_errors(lease_client: Client) -> None:
     import random
 
     c = lease_client
@@ -731,7 +518,7 @@ async def test_chosen_id_ttl_minimum_and_errors(lease_client: LeaseClient) -> No
 
 @pytest_twisted.ensureDeferred
 async def test_keepalive_keeps_a_short_lease_for_three_ttls(
-    lease_client: LeaseClient, etcd_prefix: bytes
+    lease_client: Client, etcd_prefix: bytes
 ) -> None:
     c = lease_client
     g = await c.grant(2)
@@ -752,35 +539,38 @@ async def test_keepalive_keeps_a_short_lease_for_three_ttls(
 
 
 @pytest_twisted.ensureDeferred
-async def test_lost_fires_soon_after_another_client_revokes(
-    lease_client: LeaseClient, other_client: LeaseClient
+async def test_lost_at_the_first_refresh_after_another_client_revokes(
+    etcd_server: EtcdServer, other_client: Client
 ) -> None:
-    c = lease_client
-    leases = [await c.grant(3) for _ in range(3)]
-    handles = [c.keepalive(g.id, g.ttl) for g in leases]
-    assert len(keepalive_streams(c)) == 1  # one stream for every lease
-    await sleep(0.3)
-    assert all(h.last_refresh is not None for h in handles)
-    lost = handles[1].lost
-    revoked_at = reactor().seconds()
-    await other_client.revoke(leases[1].id)
-    reason = await lost.addTimeout(5, reactor())
-    elapsed = reactor().seconds() - revoked_at
-    assert isinstance(reason, LeaseExpired) and reason.lease_id == leases[1].id
-    assert elapsed < 3 / 3 + 0.5
-    assert handles[0].active and handles[2].active
-    for h in handles:
-        h.stop()
-    assert keepalive_streams(c) == [] and lease_timers() == []
-    for g in (leases[0], leases[2]):
-        await c.revoke(g.id)
+    clock = task.Clock()  # the keepalive loop's time; the network is real
+    c = Client(etcd_server.endpoint, reactor=reactor(), clock=clock, timeout=10.0)
+    try:
+        leases = [await c.grant(3) for _ in range(3)]
+        handles = [c.keepalive(g.id, g.ttl) for g in leases]
+        assert len(keepalive_streams(c)) == 1  # one stream for every lease
+        await until(lambda: all(h.last_refresh == 0 for h in handles), what="first refreshes")
+        lost = handles[1].lost
+        await other_client.revoke(leases[1].id)
+        assert not lost.called  # nothing tells the loop before its next refresh
+        clock.advance(3 / 3)  # a third of the TTL after the answers: the refresh says TTL 0
+        reason = await within(lost)
+        assert isinstance(reason, LeaseExpired) and reason.lease_id == leases[1].id
+        assert handles[0].active and handles[2].active
+        await until(lambda: handles[0].last_refresh == handles[2].last_refresh == 1.0)
+        for h in handles:
+            h.stop()
+        assert keepalive_streams(c) == [] and lease_timers(clock) == []
+        for g in (leases[0], leases[2]):
+            await c.revoke(g.id)
+    finally:
+        await closed_cleanly(c)
 
 
 @pytest_twisted.ensureDeferred
 async def test_client_close_abandons_kept_leases_and_leaves_nothing(
-    etcd_server: EtcdServer, other_client: LeaseClient
+    etcd_server: EtcdServer, other_client: Client
 ) -> None:
-    client = LeaseClient(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
+    client = Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
     g = await client.grant(5)
     handles: List[KeepAlive] = [client.keepalive(g.id, g.ttl), client.keepalive(g.id)]
     losts = [h.lost for h in handles]
@@ -790,20 +580,4 @@ async def test_client_close_abandons_kept_leases_and_leaves_nothing(
     for d in losts:
         assert isinstance(outcome(d), LeaseAbandoned)
     assert (await other_client.time_to_live(g.id)).ttl > 0  # not revoked: it runs out its TTL
-    await other_client.revoke(g.id)
-
-
-@pytest.mark.skipif(not WIRED, reason="LeaseMethods is not a base of Client yet")
-@pytest_twisted.ensureDeferred
-async def test_client_close_ends_the_keepalive_loop(
-    etcd_server: EtcdServer, other_client: LeaseClient
-) -> None:
-    client: Any = Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
-    g = await client.grant(5)
-    lost = client.keepalive(g.id, g.ttl).lost
-    await sleep(0.1)
-    connections = list(grpc_channel(client).connections)
-    await client.close()
-    assert isinstance(outcome(lost), LeaseAbandoned)
-    assert grpc_channel(client).connections == [] and timers_of(client, connections) == []
     await other_client.revoke(g.id)

@@ -18,23 +18,7 @@ from txetcd._pbjson import (
     message_to_json,
 )
 from txetcd._proto import kv_pb2, rpc_pb2
-
-i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
-u_small = st.integers(min_value=0, max_value=2**31 - 1)
-blob = st.binary(max_size=40)
-
-
-def kv() -> Any:
-    return st.builds(
-        kv_pb2.KeyValue,
-        key=blob,
-        create_revision=i64,
-        mod_revision=i64,
-        version=i64,
-        value=blob,
-        lease=i64,
-    )
-
+from txetcd.test.helpers import blob, header, i64, kv, range_response
 
 range_request = st.builds(
     rpc_pb2.RangeRequest,
@@ -57,20 +41,6 @@ put_request = st.builds(
     prev_kv=st.booleans(),
     ignore_value=st.booleans(),
     ignore_lease=st.booleans(),
-)
-header = st.builds(
-    rpc_pb2.ResponseHeader,
-    cluster_id=st.integers(min_value=0, max_value=2**64 - 1),
-    member_id=st.integers(min_value=0, max_value=2**64 - 1),
-    revision=i64,
-    raft_term=st.integers(min_value=0, max_value=2**64 - 1),
-)
-range_response = st.builds(
-    rpc_pb2.RangeResponse,
-    header=header,
-    kvs=st.lists(kv(), max_size=3),
-    more=st.booleans(),
-    count=i64,
 )
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer
 
 from txetcd import Client
-from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
+from txetcd.test.helpers import etcd_client  # noqa: F401  (both transports)
 
 Case = Tuple[bytes, bytes]
 

@@ -8,36 +8,30 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 
-from txetcd import ClientClosed, LeaseNotFound, OutcomeUnknown
+from txetcd import Client, ClientClosed, LeaseNotFound, OutcomeUnknown
 from txetcd._errors import LeaseAbandoned, LeaseExpired, LeaseKeepAliveTimeout
 from txetcd._proto import rpc_pb2
 from txetcd._session import Session
-from txetcd.test.test_lease import (
+from txetcd.test.helpers import (
     HEADER,
     FakeClient,
-    LeaseClient,
     closed_cleanly,
     keepalive_streams,
-    lease_client,
     lease_timers,
-    other_client,
     outcome,
     reactor,
+    until,
+    within,
 )
-
-_ = (lease_client, other_client)  # fixtures
+from txetcd.testing import EtcdServer
 
 GRANT = b"/etcdserverpb.Lease/LeaseGrant"
 REVOKE = b"/etcdserverpb.Lease/LeaseRevoke"
 
 
 @pytest.fixture
-def clock() -> task.Clock:
-    return task.Clock()
-
-
-@pytest.fixture
 def fake(clock: task.Clock) -> FakeClient:
+    """As conftest's, with a 10 s call timeout."""
     return FakeClient(clock, timeout=10.0)
 
 
@@ -198,9 +192,7 @@ def test_async_with_on_a_fake_clock(fake: FakeClient, clock: task.Clock) -> None
 
 
 @pytest_twisted.ensureDeferred
-async def test_session_close_revokes_its_lease(
-    lease_client: LeaseClient, etcd_prefix: bytes
-) -> None:
+async def test_session_close_revokes_its_lease(lease_client: Client, etcd_prefix: bytes) -> None:
     c = lease_client
     async with Session(c, ttl=5) as session:
         assert session.lease_id is not None and session.ttl == 5
@@ -215,24 +207,30 @@ async def test_session_close_revokes_its_lease(
 
 
 @pytest_twisted.ensureDeferred
-async def test_session_lost_when_revoked_elsewhere(
-    lease_client: LeaseClient, other_client: LeaseClient
+async def test_session_lost_at_the_first_refresh_after_a_revoke_elsewhere(
+    etcd_server: EtcdServer, other_client: Client
 ) -> None:
-    session = await Session(lease_client, ttl=3).ready
-    assert session.lease_id is not None
-    lost = session.lost
-    start = reactor().seconds()
-    await other_client.revoke(session.lease_id)
-    reason = await lost.addTimeout(5, reactor())
-    assert isinstance(reason, LeaseExpired)
-    assert reactor().seconds() - start < 3 / 3 + 0.5
-    assert keepalive_streams(lease_client) == [] and lease_timers() == []
-    await session.close()  # the lease is gone already: fine
-    assert session.closed
+    clock = task.Clock()  # the session's time; the network is real
+    client = Client(etcd_server.endpoint, reactor=reactor(), clock=clock, timeout=10.0)
+    try:
+        session = await Session(client, ttl=3).ready
+        assert session.lease_id is not None
+        await until(lambda: session.keepalive is not None and session.keepalive.last_refresh == 0)
+        lost = session.lost
+        await other_client.revoke(session.lease_id)
+        assert not lost.called  # nothing tells the session before its next refresh
+        clock.advance(3 / 3)
+        reason = await within(lost)
+        assert isinstance(reason, LeaseExpired)
+        assert keepalive_streams(client) == [] and lease_timers(clock) == []
+        await session.close()  # the lease is gone already: fine
+        assert session.closed
+    finally:
+        await closed_cleanly(client)
 
 
 @pytest_twisted.ensureDeferred
-async def test_sessions_share_the_stream_and_adopt(lease_client: LeaseClient) -> None:
+async def test_sessions_share_the_stream_and_adopt(lease_client: Client) -> None:
     c = lease_client
     g = await c.grant(10)
     adopted = await Session(c, lease_id=g.id).ready
@@ -250,9 +248,9 @@ async def test_sessions_share_the_stream_and_adopt(lease_client: LeaseClient) ->
 
 @pytest_twisted.ensureDeferred
 async def test_client_close_under_a_session_leaves_nothing(
-    lease_client: LeaseClient, other_client: LeaseClient
+    lease_client: Client, other_client: Client
 ) -> None:
-    client = LeaseClient(lease_client.endpoints, reactor=reactor(), timeout=10.0)
+    client = Client(lease_client.endpoints, reactor=reactor(), timeout=10.0)
     session = await Session(client, ttl=5).ready
     lost = session.lost
     await closed_cleanly(client)

@@ -26,9 +26,11 @@ from txetcd import (
     Value,
     Version,
 )
-from txetcd.test._transports import etcd_client  # noqa: F401  (both transports)
-from txetcd.test.helpers import grpc_channel
-from txetcd.test.test_kv import grant_lease
+from txetcd.test.helpers import (
+    etcd_client,  # noqa: F401  (both transports)
+    grant_lease,
+    grpc_channel,
+)
 
 
 async def holds(client: Client, compare: Compare) -> bool:
