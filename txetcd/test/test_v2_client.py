@@ -8,14 +8,21 @@ import base64
 import json
 import re
 import urllib.request
-from typing import Any, AsyncIterator, List
+from typing import Any, List
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 
 from txetcd import OutcomeUnknown, Timeout, WriteTimeout, v2
+from txetcd.test.helpers import (
+    HOSTILE_KEYS,
+    HOSTILE_VALUES,
+    FakeResolver,
+    MakeV2Client,
+    ix,
+    sleep,
+)
 from txetcd.testing import EtcdCluster, EtcdServer, TCPProxy, free_port
 from txetcd.v2 import (
     Client,
@@ -41,49 +48,16 @@ from txetcd.v2 import (
 )
 from txetcd.v2._srv import srv_name
 
-from .test_v2_layer import HOSTILE_KEYS, HOSTILE_VALUES
-
-
-def ix(result: EtcdResult) -> int:
-    """The modified index of a result (always there on keys answers)."""
-    assert result.modified_index is not None
-    return result.modified_index
-
-
-def sleep(seconds: float) -> "Deferred[None]":
-    d: Deferred[None] = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
-
 
 @pytest.fixture(params=["pool", "treq"])
 def http_kind(request: Any) -> str:
     return str(request.param)
 
 
-def make_client(server: EtcdServer, http_kind: str = "pool", **kw: Any) -> Client:
-    if http_kind == "treq":
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent, HTTPConnectionPool
-
-        pool = HTTPConnectionPool(reactor)
-        pool.retryAutomatically = False
-        kw["http_client"] = HTTPClient(Agent(reactor, pool=pool))
-    return Client("127.0.0.1", server.client_port, reactor=reactor, **kw)
-
-
-@pytest_twisted.async_yield_fixture
-async def client(etcd_v2_server: EtcdServer, http_kind: str) -> AsyncIterator[Client]:
-    c = make_client(etcd_v2_server, http_kind, read_timeout=10)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
 @pytest.fixture
-def prefix(request: Any) -> str:
-    return "/t/" + re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
+def client(make_v2_client: MakeV2Client, http_kind: str) -> Client:
+    """A client of the v2 server on each HTTP/1.1 implementation in turn."""
+    return make_v2_client(http_kind=http_kind)
 
 
 # -- reads and writes ------------------------------------------------------------------------------
@@ -402,10 +376,10 @@ async def test_cluster_id_change_is_refused(etcd_v2_server: EtcdServer) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_reset_after_sending_reads_retried_writes_outcome_unknown(
-    etcd_v2_server: EtcdServer, prefix: str
+    etcd_v2_server: EtcdServer, make_v2_client: MakeV2Client, prefix: str
 ) -> None:
     async with TCPProxy("127.0.0.1", etcd_v2_server.client_port, reactor=reactor) as proxy:
-        direct = make_client(etcd_v2_server)
+        direct = make_v2_client()
         client = Client("127.0.0.1", proxy.port, reactor=reactor, read_timeout=10)
         try:
             await direct.set(f"{prefix}/k", "before")
@@ -419,7 +393,6 @@ async def test_reset_after_sending_reads_retried_writes_outcome_unknown(
             assert got.value == "after" and proxy.cuts >= 2
         finally:
             await client.close()
-            await direct.close()
 
 
 @pytest_twisted.ensureDeferred
@@ -482,29 +455,6 @@ async def test_basic_auth() -> None:
 
 
 # -- SRV discovery -------------------------------------------------------------------------------
-
-
-class FakeResolver:
-    """An IResolver answering SRV lookups from a table (no network)."""
-
-    def __init__(self, records: Any) -> None:
-        self.records = records
-        self.asked: List[str] = []
-
-    def lookupService(self, name: str, timeout: Any = None) -> "Deferred[Any]":  # noqa: N802
-        from twisted.internet.defer import fail, succeed
-        from twisted.names import dns, error
-
-        self.asked.append(name)
-        if name not in self.records:
-            return fail(error.DNSNameError(name))
-        answers = [
-            dns.RRHeader(
-                name=name, type=dns.SRV, payload=dns.Record_SRV(prio, weight, port, target)
-            )
-            for prio, weight, port, target in self.records[name]
-        ]
-        return succeed((answers, [], []))
 
 
 @pytest_twisted.ensureDeferred

@@ -9,19 +9,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 
-from txetcd.test.test_v2_lock import (
-    MakeClient,
-    eventually,
-    make_client,
-    no_logged_errors,
-    prefix,
-    sleep,
-    within,
-)
+from txetcd.test.helpers import MakeV2Client, sleep, until, within
 from txetcd.v2 import Client, EtcdKeyNotFound
 from txetcd.v2._election import Election, EtcdLeadershipLost, LeaderObserver
 
-_ = (make_client, no_logged_errors, prefix)  # fixtures
+pytestmark = pytest.mark.usefixtures("no_logged_errors")
 
 
 def election(client: Client, prefix: str, ttl: int = 10, name: str = "boss") -> Election:
@@ -30,9 +22,9 @@ def election(client: Client, prefix: str, ttl: int = 10, name: str = "boss") -> 
 
 @pytest_twisted.ensureDeferred
 async def test_one_leads_the_other_waits_and_resign_hands_over(
-    make_client: MakeClient, prefix: str
+    make_v2_client: MakeV2Client, prefix: str
 ) -> None:
-    a, b = election(make_client(), prefix), election(make_client(), prefix)
+    a, b = election(make_v2_client(), prefix), election(make_v2_client(), prefix)
     assert await a.leader() is None
     await within(a.campaign("a"))
     assert a.is_leader and a.value == "a" and isinstance(a.token, int)
@@ -54,9 +46,9 @@ async def test_one_leads_the_other_waits_and_resign_hands_over(
 
 @pytest_twisted.ensureDeferred
 async def test_cancelled_or_resigned_campaign_leaves_nothing(
-    make_client: MakeClient, prefix: str
+    make_v2_client: MakeV2Client, prefix: str
 ) -> None:
-    a, b = election(make_client(), prefix), election(make_client(), prefix)
+    a, b = election(make_v2_client(), prefix), election(make_v2_client(), prefix)
     await a.campaign("a")
     waiting = b.campaign("b")
     await sleep(0.1)
@@ -80,15 +72,15 @@ async def test_cancelled_or_resigned_campaign_leaves_nothing(
     async def nobody() -> bool:
         return await a.leader() is None
 
-    await eventually(nobody)
+    await until(nobody)
 
 
 @pytest_twisted.ensureDeferred
 async def test_key_deleted_behind_the_leaders_back_fires_lost(
-    make_client: MakeClient, prefix: str
+    make_v2_client: MakeV2Client, prefix: str
 ) -> None:
     clock = task.Clock()
-    client, other = make_client(clock=clock), make_client()
+    client, other = make_v2_client(clock=clock), make_v2_client()
     a = election(client, prefix, ttl=30)
     await a.campaign("a")
     lost = a.lost
@@ -98,7 +90,7 @@ async def test_key_deleted_behind_the_leaders_back_fires_lost(
     async def refreshed() -> bool:
         return bool((await other.read(a.key)).modified_index != before.modified_index)
 
-    await eventually(refreshed)
+    await until(refreshed)
     assert a.is_leader and not lost.called
     await other.delete(a.key)
     clock.advance(10)
@@ -124,10 +116,10 @@ async def test_key_deleted_behind_the_leaders_back_fires_lost(
 
 @pytest_twisted.ensureDeferred
 async def test_proclaim_changes_the_value_and_keeps_leading(
-    make_client: MakeClient, prefix: str
+    make_v2_client: MakeV2Client, prefix: str
 ) -> None:
     clock = task.Clock()
-    client, other = make_client(clock=clock), make_client()
+    client, other = make_v2_client(clock=clock), make_v2_client()
     a, b = election(client, prefix, ttl=30), election(other, prefix, ttl=30)
     await a.campaign("a1")
     waiting = b.campaign("b")
@@ -145,7 +137,7 @@ async def test_proclaim_changes_the_value_and_keeps_leading(
     async def refreshed() -> bool:
         return bool((await other.read(a.key)).modified_index != node.modified_index)
 
-    await eventually(refreshed)
+    await until(refreshed)
     assert a.is_leader and not lost.called
     with pytest.raises(RuntimeError):
         b.campaign("again")
@@ -159,9 +151,11 @@ async def test_proclaim_changes_the_value_and_keeps_leading(
 
 
 @pytest_twisted.ensureDeferred
-async def test_observe_sees_the_sequence_of_leaders(make_client: MakeClient, prefix: str) -> None:
-    a, b = election(make_client(), prefix), election(make_client(), prefix)
-    watcher = election(make_client(), prefix)
+async def test_observe_sees_the_sequence_of_leaders(
+    make_v2_client: MakeV2Client, prefix: str
+) -> None:
+    a, b = election(make_v2_client(), prefix), election(make_v2_client(), prefix)
+    watcher = election(make_v2_client(), prefix)
     seen: List[Optional[str]] = []
     by_callback: List[Optional[str]] = []
     observer = watcher.observe()
@@ -177,17 +171,17 @@ async def test_observe_sees_the_sequence_of_leaders(make_client: MakeClient, pre
     async def seen_now(n: int) -> bool:
         return len(seen) >= n and len(by_callback) >= n
 
-    await eventually(lambda: seen_now(1))
+    await until(lambda: seen_now(1))
     await a.campaign("a")
-    await eventually(lambda: seen_now(2))
+    await until(lambda: seen_now(2))
     waiting = b.campaign("b")
     await a.proclaim("a2")
-    await eventually(lambda: seen_now(3))
+    await until(lambda: seen_now(3))
     await a.resign()
     await waiting
-    await eventually(lambda: seen_now(5))
+    await until(lambda: seen_now(5))
     await b.resign()
-    await eventually(lambda: seen_now(6))
+    await until(lambda: seen_now(6))
     expected = [None, "a", "a2", None, "b", None]
     assert seen == expected and by_callback == expected
     assert observer.current is None
@@ -199,9 +193,9 @@ async def test_observe_sees_the_sequence_of_leaders(make_client: MakeClient, pre
 
 @pytest_twisted.ensureDeferred
 async def test_observe_starts_with_the_current_leader_and_ends_on_callback_errors(
-    make_client: MakeClient, prefix: str
+    make_v2_client: MakeV2Client, prefix: str
 ) -> None:
-    a = election(make_client(), prefix)
+    a = election(make_v2_client(), prefix)
     await a.campaign("first")
 
     def fails(value: Any) -> None:

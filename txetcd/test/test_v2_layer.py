@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import time
 from datetime import datetime, timezone
 from typing import Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -21,6 +20,7 @@ from hypothesis import strategies as st
 
 import txetcd
 from txetcd import EtcdError, ProtocolViolation
+from txetcd.test.helpers import HOSTILE_KEYS, HOSTILE_VALUES
 from txetcd.testing import EtcdServer
 from txetcd.v2 import (
     ComparedThenDeleted,
@@ -678,31 +678,6 @@ def wire(v2_server: EtcdServer) -> Iterator[V2Wire]:
         w.close()
 
 
-HOSTILE_KEYS = [
-    "/enc/a b",
-    "/enc/q?x",
-    "/enc/h#x",
-    "/enc/pct%x",
-    "/enc/pct%25x",
-    "/enc/plus+x",
-    "/enc/amp&x;y",
-    "/enc/semi;x",
-    "/enc/colon:at@eq=comma,",
-    "/enc/tilde~star*quote'x",
-    "/enc/€-euro",
-    "/enc/nul\x00x",
-    "/enc/tab\tcr\rlf\n",
-    "/enc/ctl\x01\x7f",
-    "/enc/back\\slash",
-    "/enc/...",
-    "/enc/x.",
-    "/enc/_hidden",
-    "/enc/鍵/🔑 ?#%+&;",
-    "/enc/zero\u200bwidth\ufeff",
-]
-HOSTILE_VALUES = ["a+b&c=d", " ", "", "é€🔑", "nul\x00byte", "%zz", "x=y&value=z", "+"]
-
-
 def test_hostile_keys_round_trip(wire: V2Wire) -> None:
     for i, key in enumerate(HOSTILE_KEYS):
         value = HOSTILE_VALUES[i % len(HOSTILE_VALUES)] + key
@@ -789,15 +764,13 @@ def test_expire(wire: V2Wire) -> None:
     made = wire.result(set_request("/exp/k", "soon", ttl=1))
     assert made.modified_index is not None and made.ttl == 1
     req = get_request("/exp/k", wait=True, wait_index=made.modified_index + 1)
-    started = time.monotonic()
     try:
-        answer = wire.send(req, timeout=2.5)
+        answer = wire.send(req, timeout=2.5)  # a bound against hanging (etcd's TTL is real time)
     except OSError:
         pytest.skip("the TTL did not run out within 2.5 s")
     expired = EtcdResult.from_response(answer[2], answer[1], None)
     assert isinstance(expired, Expired), expired
     assert expired.prev_node is not None and expired.prev_node.value == "soon"
-    assert time.monotonic() - started < 2.5
 
 
 def test_errors_from_a_real_etcd(wire: V2Wire) -> None:

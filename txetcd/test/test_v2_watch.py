@@ -4,7 +4,6 @@ backoff on a Clock, back-pressure, cancel and errors."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, AsyncIterator, List, Tuple
 
 import pytest
@@ -14,43 +13,15 @@ from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, su
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from txetcd.test.helpers import FakeResolver, MakeV2Client, ix, sleep, until
 from txetcd.testing import EtcdServer, TCPProxy, free_port
 from txetcd.v2 import Client, EtcdResult, EternalWatch, Expired, Resynced
 
 
-def ix(result: EtcdResult) -> int:
-    """The modified index of a result (always there on keys answers)."""
-    assert result.modified_index is not None
-    return result.modified_index
-
-
-def sleep(seconds: float) -> "Deferred[None]":
-    d: Deferred[None] = Deferred()
-    reactor.callLater(seconds, d.callback, None)
-    return d
-
-
-async def until(predicate: Any, timeout: float = 10.0, what: str = "") -> None:
-    waited = 0.0
-    while not predicate():
-        if waited > timeout:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await sleep(0.02)
-        waited += 0.02
-
-
 @pytest.fixture
-def prefix(request: Any) -> str:
-    return "/tw/" + re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
-
-
-@pytest_twisted.async_yield_fixture
-async def direct(etcd_v2_server: EtcdServer) -> AsyncIterator[Client]:
-    c = Client("127.0.0.1", etcd_v2_server.client_port, reactor=reactor, read_timeout=10)
-    try:
-        yield c
-    finally:
-        await c.close()
+def direct(make_v2_client: MakeV2Client) -> Client:
+    """A client of the v2 server."""
+    return make_v2_client()
 
 
 @pytest_twisted.async_yield_fixture
@@ -59,13 +30,10 @@ async def proxy(etcd_v2_server: EtcdServer) -> AsyncIterator[TCPProxy]:
         yield p
 
 
-@pytest_twisted.async_yield_fixture
-async def proxied(proxy: TCPProxy) -> AsyncIterator[Client]:
-    c = Client("127.0.0.1", proxy.port, reactor=reactor, read_timeout=10)
-    try:
-        yield c
-    finally:
-        await c.close()
+@pytest.fixture
+def proxied(make_v2_client: MakeV2Client, proxy: TCPProxy) -> Client:
+    """A client of the v2 server through ``proxy``."""
+    return make_v2_client(port=proxy.port)
 
 
 async def write_many(client: Client, keys: List[Tuple[str, str]], parallel: int = 16) -> None:
@@ -317,7 +285,6 @@ class aiter_items:  # noqa: N801
 async def test_eternal_watch_as_first_call_runs_the_srv_lookup(
     direct: Client, etcd_v2_server: EtcdServer, prefix: str
 ) -> None:
-    from .test_v2_client import FakeResolver
 
     resolver = FakeResolver(
         {"_etcd-client._tcp.example.test": [(10, 0, etcd_v2_server.client_port, "127.0.0.1")]}
