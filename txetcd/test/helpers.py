@@ -62,7 +62,7 @@ def sleep(seconds: float) -> "defer.Deferred[None]":
     return task.deferLater(reactor(), seconds, lambda: None)
 
 
-def within(d: "defer.Deferred[T]", seconds: float = 5.0) -> "defer.Deferred[T]":
+def within(d: "defer.Deferred[Any]", seconds: float = 5.0) -> "defer.Deferred[Any]":
     """``d``, failed with ``TimeoutError`` if it takes longer than ``seconds`` (no hang)."""
     return d.addTimeout(seconds, reactor())
 
