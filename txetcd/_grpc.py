@@ -224,9 +224,8 @@ class _UnaryCall(_Call):
             return
         delay = RESEND_BACKOFF(self.attempts - 1)
         deadline = self.deadline
-        if (
-            self.attempts < channel.max_attempts
-            and (deadline is None or channel.clock.seconds() + delay < deadline)
+        if self.attempts < channel.max_attempts and (
+            deadline is None or channel.clock.seconds() + delay < deadline
         ):
             # Sent again after a short jittered wait, on whatever connection is current then.
             if not sent:
