@@ -14,7 +14,7 @@ from twisted.internet import task
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 
 from txetcd import Client
-from txetcd.test.helpers import FakeClient, MakeV2Client, closed_cleanly, reactor
+from txetcd.test.helpers import FakeClient, MakeV2Client, client_of, reactor
 from txetcd.testing import EtcdServer
 
 pytest_plugins = ["txetcd.testing.pytest_plugin"]
@@ -57,21 +57,15 @@ def no_logged_errors() -> Iterator[List[Dict[str, Any]]]:
 @pytest_twisted.async_yield_fixture
 async def lease_client(etcd_server: EtcdServer) -> AsyncIterator[Client]:
     """A client of ``etcd_server`` that must leave no stream, connection or timer behind."""
-    client = Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
-    try:
+    async with client_of(etcd_server.endpoint, clean=True) as client:
         yield client
-    finally:
-        await closed_cleanly(client)
 
 
 @pytest_twisted.async_yield_fixture
 async def other_client(etcd_server: EtcdServer) -> AsyncIterator[Client]:
     """A second such client (e.g. to revoke a lease behind the first one's back)."""
-    client = Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0)
-    try:
+    async with client_of(etcd_server.endpoint, clean=True) as client:
         yield client
-    finally:
-        await closed_cleanly(client)
 
 
 # -- v2 -----------------------------------------------------------------------------------------

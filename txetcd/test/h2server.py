@@ -59,7 +59,6 @@ from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, SettingsFrame
 from twisted.internet import reactor as _installed_reactor
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 __all__ = [
@@ -71,7 +70,6 @@ __all__ = [
     "grpc_messages",
     "never",
     "percent_encode",
-    "wait_for",
 ]
 
 _reactor: Any = _installed_reactor  # interfaces are not typed without mypy-zope
@@ -109,15 +107,6 @@ def percent_encode(message: str) -> bytes:
         else:
             out += b"%%%02X" % b
     return bytes(out)
-
-
-async def wait_for(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``predicate`` on the reactor until it is true; fail after ``timeout`` seconds."""
-    deadline = _reactor.seconds() + timeout
-    while not predicate():
-        if _reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await deferLater(_reactor, 0.002, lambda: None)
 
 
 class ServerCall:

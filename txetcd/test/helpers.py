@@ -23,7 +23,6 @@ from typing import (
     NamedTuple,
     Optional,
     Tuple,
-    TypeVar,
     Union,
 )
 
@@ -42,8 +41,6 @@ from txetcd._types import Event, ResponseHeader, WatchBatch
 from txetcd.testing import EtcdServer
 from txetcd.v2 import Client as V2Client
 
-T = TypeVar("T")
-
 
 def reactor() -> Any:
     """The global reactor (imported when first asked for, after pytest-twisted installed it)."""
@@ -52,7 +49,7 @@ def reactor() -> Any:
     return r
 
 
-# -- waiting on the reactor ---------------------------------------------------------------------
+# -- waiting on the reactor --------------------------------------------------------------------
 # Bounds here are about not hanging (a test that would wait forever fails instead), never a
 # measurement: timing logic is tested on a task.Clock.
 
@@ -87,6 +84,21 @@ async def until(
         await sleep(interval)
 
 
+async def until_advancing(
+    clock: Any, predicate: Callable[[], object], step: float = 0.05, timeout: float = 10.0
+) -> None:
+    """Like :func:`until`, advancing the fake ``clock`` by ``step`` between polls: for code whose
+    timers run on ``clock`` while its I/O is real."""
+
+    def advanced() -> object:
+        if predicate():
+            return True
+        clock.advance(step)
+        return False
+
+    await until(advanced, timeout, what=str(predicate), interval=0.01)
+
+
 async def settle(*deferreds: "defer.Deferred[Any]") -> List[Any]:
     """Every outcome, value or exception, in order."""
     results = await defer.DeferredList(list(deferreds), consumeErrors=True)
@@ -102,7 +114,7 @@ def outcome(d: "defer.Deferred[Any]") -> Any:
     return value.value if hasattr(value, "value") and hasattr(value, "trap") else value
 
 
-# -- timers left behind -------------------------------------------------------------------------
+# -- timers left behind ------------------------------------------------------------------------
 
 
 def _timer_module(call: Any) -> str:
@@ -128,7 +140,7 @@ def txetcd_timers(clock: Any) -> List[Any]:
     ]
 
 
-# -- the gRPC channel, raw methods ---------------------------------------------------------------
+# -- the gRPC channel, raw methods -------------------------------------------------------------
 
 
 def grpc_channel(client: Any) -> Channel:
@@ -154,7 +166,24 @@ def raw_method(path: bytes) -> Method:
     return Method.of(path, Raw, Raw, None)
 
 
-# -- v3 data ------------------------------------------------------------------------------------
+# -- v3 clients and data -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def client_of(endpoint: Any, *, clean: bool = False, **options: Any) -> AsyncIterator[Client]:
+    """A :class:`txetcd.Client` of ``endpoint`` for the block (the global reactor, a 10 s call
+    timeout unless ``options`` say otherwise), closed after it; with ``clean``, the close must
+    leave no stream, connection or timer (:func:`closed_cleanly`)."""
+    options.setdefault("reactor", reactor())
+    options.setdefault("timeout", 10.0)
+    client = Client(endpoint, **options)
+    try:
+        yield client
+    finally:
+        if clean:
+            await closed_cleanly(client)
+        else:
+            await client.close()
 
 
 async def grant_lease(client: Client, ttl: int = 60) -> int:
@@ -203,7 +232,7 @@ async def etcd_client(request: Any, etcd_server: EtcdServer) -> AsyncIterator[Cl
         await client.close()
 
 
-# -- protobuf messages, drawn by hypothesis -----------------------------------------------------
+# -- protobuf messages, drawn by hypothesis ----------------------------------------------------
 
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 blob = st.binary(max_size=40)
@@ -398,7 +427,7 @@ async def closed_cleanly(client: Client) -> None:
     assert _client_timers(client, connections) == []
 
 
-# -- the v2 API ----------------------------------------------------------------------------------
+# -- the v2 API --------------------------------------------------------------------------------
 
 
 #: the ``make_v2_client`` fixture: ``make(port=None, http_kind="pool", **options)``
@@ -460,7 +489,7 @@ class FakeResolver:
         return defer.succeed((answers, [], []))
 
 
-# -- child processes ----------------------------------------------------------------------------
+# -- child processes ---------------------------------------------------------------------------
 
 _PR_SET_CHILD_SUBREAPER = 36
 

@@ -20,7 +20,6 @@ from twisted.internet import reactor as _installed_reactor
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import deferLater
 from zope.interface import implementer
 
 import txetcd
@@ -37,9 +36,8 @@ from txetcd.test.h2server import (
     echo,
     grpc_frame,
     never,
-    wait_for,
 )
-from txetcd.test.helpers import Raw, raw_method
+from txetcd.test.helpers import Raw, raw_method, sleep, until, within
 
 T = TypeVar("T")
 reactor: Any = _installed_reactor  # interfaces are not typed without mypy-zope
@@ -125,11 +123,6 @@ async def env() -> AsyncIterator[Env]:
         await within(Deferred.fromCoroutine(server.stop()))
 
 
-async def within(d: Deferred[T], seconds: float = 5.0) -> T:
-    """Await ``d``, failing the test if it takes longer than ``seconds``."""
-    return await d.addTimeout(seconds, reactor)
-
-
 async def failure_of(d: Deferred[Any], seconds: float = 5.0) -> BaseException:
     """The exception ``d`` fails with (the test fails if it succeeds)."""
     outcome: list[tuple[bool, Any]] = []
@@ -139,10 +132,6 @@ async def failure_of(d: Deferred[Any], seconds: float = 5.0) -> BaseException:
     ((succeeded, value),) = outcome
     assert not succeeded, f"expected a failure, got {value!r}"
     return value  # type: ignore[no-any-return]
-
-
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)
 
 
 def requests_on(server: GrpcServer, path: bytes) -> list[ServerCall]:
@@ -172,7 +161,7 @@ class Probe:
 
     async def wait_closed(self) -> BaseException | None:
         """What ``on_close`` got; it must be called exactly once."""
-        error = await within(self.closed)
+        error: BaseException | None = await within(self.closed)
         assert len(self.closes) == 1, f"on_close called {len(self.closes)} times"
         return error
 
@@ -338,7 +327,7 @@ async def test_goaway_with_calls_in_flight(env: Env) -> None:
     env.server.handlers[HOLD] = lambda c: None if c.protocol.index == 0 else echo(c)
     ch = env.channel()
     calls = [rpc(ch, HOLD, b"w%d" % i, timeout=5.0, idempotent=False) for i in range(3)]
-    await wait_for(lambda: len(env.server.requests) == 3)
+    await until(lambda: len(env.server.requests) == 3)
     first = env.server.connections[0]
     assert [c.stream_id for c in env.server.requests] == [1, 3, 5]
     first.goaway(3, debug=b"shutting down")
@@ -350,7 +339,7 @@ async def test_goaway_with_calls_in_flight(env: Env) -> None:
     for call in env.server.requests[:2]:
         echo(call)
     assert [await within(d) for d in calls[:2]] == [b"w0", b"w1"]
-    await wait_for(lambda: first.lost is not None, what="the client to close the old connection")
+    await until(lambda: first.lost is not None, what="the client to close the old connection")
     assert len(ch.connections) == 1
     assert await within(rpc(ch, ECHO, b"next", timeout=2.0, idempotent=False)) == b"next"
     assert env.server.requests[-1].protocol.index == 1
@@ -361,7 +350,7 @@ async def test_goaway_when_idle_moves_to_a_new_connection(env: Env) -> None:
     ch = env.channel()
     await within(rpc(ch, ECHO, b"a", timeout=2.0, idempotent=True))
     env.server.connections[0].goaway(1)
-    await wait_for(lambda: env.server.connections[0].lost is not None)
+    await until(lambda: env.server.connections[0].lost is not None)
     await within(rpc(ch, ECHO, b"b", timeout=2.0, idempotent=False))
     assert [c.protocol.index for c in env.server.requests] == [0, 1]
 
@@ -430,7 +419,7 @@ async def test_deadline(env: Env, idempotent: bool) -> None:
         assert not isinstance(err, txetcd.OutcomeUnknown)
     else:
         assert isinstance(err, txetcd.WriteTimeout) and isinstance(err, txetcd.OutcomeUnknown)
-    await wait_for(lambda: env.server.stream_resets(CANCEL) == [1], what="RST_STREAM CANCEL")
+    await until(lambda: env.server.stream_resets(CANCEL) == [1], what="RST_STREAM CANCEL")
     assert env.clock.getDelayedCalls() != []  # keepalive only
     assert all(c.func.__name__ != "_timed_out" for c in env.clock.getDelayedCalls())
 
@@ -442,7 +431,7 @@ async def test_deadline_while_queued_for_a_stream_slot(env: Env) -> None:
     ch = env.channel()
     await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True))
     held = rpc(ch, HOLD, b"", timeout=5.0, idempotent=True)
-    await wait_for(lambda: requests_on(env.server, HOLD))
+    await until(lambda: requests_on(env.server, HOLD))
     err = await failure_of(rpc(ch, ECHO, b"w", timeout=0.1, idempotent=False))
     assert isinstance(err, txetcd.Timeout) and not isinstance(err, txetcd.OutcomeUnknown)
     conn = ch.connection
@@ -456,11 +445,11 @@ async def test_deadline_while_queued_for_a_stream_slot(env: Env) -> None:
 async def test_cancel_sends_rst_cancel(env: Env) -> None:
     ch = env.channel()
     d = rpc(ch, HOLD, b"", timeout=5.0, idempotent=False)
-    await wait_for(lambda: env.server.requests)
+    await until(lambda: env.server.requests)
     d.cancel()
     err = await failure_of(d)
     assert isinstance(err, CancelledError)
-    await wait_for(lambda: env.server.stream_resets(CANCEL) == [1], what="RST_STREAM CANCEL")
+    await until(lambda: env.server.stream_resets(CANCEL) == [1], what="RST_STREAM CANCEL")
     assert env.server.requests[0].reset_code == CANCEL
     assert await within(rpc(ch, ECHO, b"after", timeout=2.0, idempotent=True)) == b"after"
 
@@ -495,7 +484,7 @@ async def test_max_concurrent_streams_lowered_mid_flight(env: Env) -> None:
     ch = env.channel()
     await within(rpc(ch, ECHO, b"warm", timeout=2.0, idempotent=True))
     env.server.connections[0].set_max_concurrent_streams(2)
-    await wait_for(lambda: ch.connection is not None and ch.connection.remote_max_streams == 2)
+    await until(lambda: ch.connection is not None and ch.connection.remote_max_streams == 2)
     env.server.max_open = 0
     calls = [rpc(ch, HOLD, b"%d" % i, timeout=10.0, idempotent=False) for i in range(10)]
     assert [await within(d) for d in calls] == [b"%d" % i for i in range(10)]
@@ -517,7 +506,7 @@ async def test_window_starvation_then_release(env: Env) -> None:
     ch = await _warm(env)
     payload = bytes(random.Random(1).randbytes(1 << 20))
     d = rpc(ch, SIZE, payload, timeout=10.0, idempotent=True)
-    await wait_for(lambda: len(env.server.calls) == 2 and len(env.server.calls[1].body) == 16384)
+    await until(lambda: len(env.server.calls) == 2 and len(env.server.calls[1].body) == 16384)
     await sleep(0.1)
     call = env.server.calls[1]
     assert len(call.body) == 16384 and not d.called  # starved: not one byte more
@@ -534,7 +523,7 @@ async def test_initial_window_raised_by_settings_mid_flight(env: Env) -> None:
     env.server.hold_window = True
     ch = await _warm(env)
     d = rpc(ch, SIZE, b"z" * 500_000, timeout=10.0, idempotent=True)
-    await wait_for(lambda: len(env.server.calls) == 2 and len(env.server.calls[1].body) == 1000)
+    await until(lambda: len(env.server.calls) == 2 and len(env.server.calls[1].body) == 1000)
     await sleep(0.05)
     assert len(env.server.calls[1].body) == 1000 and not d.called
     env.server.connections[0].update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
@@ -548,9 +537,9 @@ async def test_initial_window_lowered_mid_flight(env: Env) -> None:
     ch = env.channel()
     probe = Probe()
     stream = ch.stream(raw_method(STREAM), probe.on_message, probe.on_close)
-    await wait_for(lambda: env.server.calls)
+    await until(lambda: env.server.calls)
     env.server.connections[0].update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 100})
-    await wait_for(lambda: stream.connection is not None and stream.send_window == 100)
+    await until(lambda: stream.connection is not None and stream.send_window == 100)
     stream.send(Raw(b"q" * 5000), end=True)
     assert await probe.wait_closed() is None
     assert probe.messages == [b"5000"]
@@ -564,7 +553,7 @@ async def test_peer_that_stops_reading(env: Env) -> None:
     env.server.connection_window = 16 << 20
     ch = env.channel()
     other = rpc(ch, HOLD, b"small", timeout=10.0, idempotent=True)
-    await wait_for(lambda: env.server.requests)
+    await until(lambda: env.server.requests)
     proto = env.server.connections[0]
     proto.pause_reading()
     big = rpc(ch, SIZE, b"B" * (4 << 20), timeout=10.0, idempotent=True)
@@ -599,7 +588,7 @@ async def test_stream_id_exhaustion_opens_a_new_connection(env: Env) -> None:
     for r in held:
         echo(r)
     assert [await within(a), await within(b)] == [b"a", b"b"]
-    await wait_for(lambda: env.server.connections[0].lost is not None)
+    await until(lambda: env.server.connections[0].lost is not None)
     assert ch.connections == [ch.connection]
 
 
@@ -660,8 +649,8 @@ async def test_stream_pause_stops_window_updates_and_resume_delivers(env: Env) -
     ch = env.channel()
     probe = Probe(pause_after=2)
     stream = probe.open(ch)
-    await wait_for(lambda: env.server.requests and env.server.requests[0].send_window == 0)
-    await wait_for(lambda: stream.paused)
+    await until(lambda: env.server.requests and env.server.requests[0].send_window == 0)
+    await until(lambda: stream.paused)
     call = env.server.requests[0]
     assert call.queued > 0
     updates = [u for u in env.server.window_updates if u[1] == call.stream_id]
@@ -690,7 +679,7 @@ async def test_stream_error_while_paused_delivers_held_messages_first(env: Env) 
     )
     probe = Probe(pause_after=1)
     stream = probe.open(env.channel())
-    await wait_for(lambda: env.server.requests and env.server.requests[0].finished)
+    await until(lambda: env.server.requests and env.server.requests[0].finished)
     await sleep(0.05)
     assert probe.messages == [b"m0"] and not probe.closed.called
     stream.resume()
@@ -747,10 +736,10 @@ async def test_stream_cancel_and_server_reset(env: Env) -> None:
     env.server.handlers[STREAM] = first_then_nothing
     probe = Probe()
     stream = probe.open(ch)
-    await wait_for(lambda: probe.messages == [b"first"])
+    await until(lambda: probe.messages == [b"first"])
     stream.cancel()
     assert isinstance(await probe.wait_closed(), CancelledError)
-    await wait_for(lambda: env.server.stream_resets(CANCEL) == [1])
+    await until(lambda: env.server.stream_resets(CANCEL) == [1])
 
     env.server.handlers[STREAM] = reset_after_one
     probe = Probe()
@@ -775,7 +764,7 @@ async def test_close_leaves_no_connections_and_no_delayed_calls(env: Env) -> Non
     probe = Probe()
     env.server.handlers[STREAM] = never
     probe.open(ch)
-    await wait_for(lambda: len(env.server.requests) == 3)
+    await until(lambda: len(env.server.requests) == 3)
     assert env.clock.getDelayedCalls() != []
     await within(ch.close())
     assert isinstance(await failure_of(read), txetcd.ClientClosed)
@@ -783,7 +772,7 @@ async def test_close_leaves_no_connections_and_no_delayed_calls(env: Env) -> Non
     assert isinstance(await probe.wait_closed(), txetcd.ConnectionFailed)
     assert ch.connections == [] and ch.connection is None
     assert env.clock.getDelayedCalls() == []
-    await wait_for(lambda: env.server.connections[0].lost is not None)
+    await until(lambda: env.server.connections[0].lost is not None)
     assert len(env.server.connections) == 1
     assert isinstance(
         await failure_of(rpc(ch, ECHO, b"", timeout=1.0, idempotent=True)),

@@ -30,8 +30,8 @@ from txetcd._errors import HTTPStatusError
 from txetcd._http1 import HTTP1Client, HTTPResponse, maybe_sent
 from txetcd._http1_pool import PoolClient
 from txetcd._http1_treq import TreqClient
-from txetcd.testing import EtcdServer, TCPProxy
-from txetcd.testing._server import free_port
+from txetcd.test.helpers import module_timers, outcome, reactor, sleep, until
+from txetcd.testing import EtcdServer, TCPProxy, free_port
 
 # httptools is an install requirement; if an environment lacks it, say so instead of erroring.
 needs_httptools = pytest.mark.skipif(
@@ -39,25 +39,8 @@ needs_httptools = pytest.mark.skipif(
 )
 
 
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
-
-
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def our_timers() -> List[Any]:
-    """The reactor's delayed calls that belong to the HTTP/1.1 transports."""
-    out = []
-    for call in reactor().getDelayedCalls():
-        owner = getattr(call.func, "__self__", None)
-        module = type(owner).__module__ if owner is not None else call.func.__module__
-        if module.startswith("txetcd._http1"):
-            out.append(call)
-    return out
 
 
 class Clients:
@@ -103,7 +86,7 @@ async def clients(kind: str) -> AsyncIterator[Clients]:
         yield made
     finally:
         await made.close()
-        assert our_timers() == []
+        assert module_timers(reactor(), "txetcd._http1") == []
 
 
 def put_body(key: bytes, value: bytes) -> bytes:
@@ -202,14 +185,6 @@ async def test_connections_are_bounded(
         assert http.connection_count(url) <= 8
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if cond():
-            return
-        await task.deferLater(reactor(), 0.01, lambda: None)
-    raise AssertionError("condition not reached")
-
-
 @pytest_twisted.ensureDeferred
 async def test_watch_stream_delivers_lines_and_cancel_closes(
     clients: Clients, etcd_proxy: TCPProxy, etcd_prefix: bytes
@@ -226,13 +201,13 @@ async def test_watch_stream_delivers_lines_and_cancel_closes(
     )
     response = await handle.response
     assert response.status == 200 and response.body == b""
-    await wait_for(lambda: len(lines) >= 1)
+    await until(lambda: len(lines) >= 1)
     assert lines[0]["result"]["created"] is True
     for i in range(3):
         await http.request(
             b"POST", etcd_proxy.endpoint + "/v3/kv/put", body=put_body(key, b"v%d" % i)
         )
-    await wait_for(lambda: len(lines) >= 4)
+    await until(lambda: len(lines) >= 4)
     values = [
         base64.b64decode(ev["kv"]["value"]) for line in lines[1:] for ev in line["result"]["events"]
     ]
@@ -241,7 +216,7 @@ async def test_watch_stream_delivers_lines_and_cancel_closes(
     handle.cancel()
     with pytest.raises(defer.CancelledError):
         await handle.done
-    await wait_for(lambda: etcd_proxy.active_connections == 1)
+    await until(lambda: etcd_proxy.active_connections == 1)
 
 
 @pytest_twisted.ensureDeferred
@@ -444,7 +419,7 @@ async def test_no_hidden_retry_on_a_reused_connection(clients: Clients) -> None:
         with pytest.raises(ConnectionFailed) as e:
             await http.request(b"GET", url, timeout=5, idempotent=True)
         assert maybe_sent(e.value) is True
-        await task.deferLater(reactor(), 0.05, lambda: None)
+        await sleep(0.05)
         assert seen == [b"GET /v2/keys/a HTTP/1.1"] * 2
     finally:
         await port.stopListening()
@@ -493,7 +468,7 @@ async def test_closed_client(clients: Clients, serve: Callable[..., str]) -> Non
     url = serve(lambda p: None)
     http = clients()
     pending = http.request(b"POST", url, body=b"{}", idempotent=True)
-    await task.deferLater(reactor(), 0.05, lambda: None)
+    await sleep(0.05)
     await http.close()
     with pytest.raises(ClientClosed):
         await pending
@@ -556,9 +531,9 @@ async def test_pool_idle_timeout_and_close_leave_nothing(
     clock.advance(29)
     assert pool.connection_count(url) == 3
     clock.advance(1)
-    await wait_for(lambda: pool.connection_count() == 0)
+    await until(lambda: pool.connection_count() == 0)
     assert clock.getDelayedCalls() == []
-    await wait_for(lambda: etcd_proxy.active_connections == 0)
+    await until(lambda: etcd_proxy.active_connections == 0)
     # And close() with connections open and a request queued.
     pool.max_connections = 1
     first = pool.request(b"POST", url, body=range_body(etcd_prefix), idempotent=True, timeout=9)
@@ -613,7 +588,7 @@ def test_treq_stub_request_and_stream() -> None:
     agent, http = stub_client(resource)
     d = http.request(b"POST", "http://etcd/put", body=b'{"k":1}')
     agent.flush()
-    r = _result(d)
+    r = outcome(d)
     assert r.status == 200 and json.loads(r.body)["got"] == {"k": 1}
     assert r.headers[b"content-type"] == b"application/json"
 
@@ -625,14 +600,14 @@ def test_treq_stub_request_and_stream() -> None:
         request.write(piece)
         agent.flush()
     assert got == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"d":4}']
-    assert _result(handle.response).status == 200
+    assert outcome(handle.response).status == 200
     request.finish()
     agent.flush()
-    assert _result(handle.done) == 200
+    assert outcome(handle.done) == 200
 
     bad = http.stream(b"POST", "http://etcd/bad", on_line=got.append)
     agent.flush()
-    err = _failure(bad.done)
+    err = outcome(bad.done)
     assert isinstance(err, HTTPStatusError) and err.response.status == 500
 
 
@@ -643,12 +618,12 @@ def test_treq_stub_deadline_and_cancel() -> None:
     d = http.request(b"POST", "http://etcd/watch", body=b"{}", timeout=3)
     agent.flush()
     clock.advance(3)
-    assert isinstance(_failure(d), WriteTimeout)
+    assert isinstance(outcome(d), WriteTimeout)
     handle = http.stream(b"POST", "http://etcd/watch", on_line=lambda line: None)
     agent.flush()
     handle.cancel()
     agent.flush()
-    assert isinstance(_failure(handle.done), defer.CancelledError)
+    assert isinstance(outcome(handle.done), defer.CancelledError)
     assert clock.getDelayedCalls() == []
 
 
@@ -658,23 +633,6 @@ def test_treq_refuses_a_retrying_pool() -> None:
         TreqClient(Agent(task.Clock(), pool=pool), task.Clock())
     with pytest.raises(TypeError, match="HTTPClient, an IAgent or None"):
         TreqClient(object(), task.Clock())  # type: ignore[arg-type]
-
-
-def _result(d: "defer.Deferred[Any]") -> Any:
-    out: List[Any] = []
-    d.addBoth(out.append)
-    assert out, "the Deferred has not fired"
-    if isinstance(out[0], Exception) or hasattr(out[0], "raiseException"):
-        out[0].raiseException()
-    return out[0]
-
-
-def _failure(d: "defer.Deferred[Any]") -> BaseException:
-    out: List[Any] = []
-    d.addErrback(out.append)
-    assert out, "the Deferred did not fail"
-    value: BaseException = out[0].value
-    return value
 
 
 @needs_httptools
@@ -691,23 +649,23 @@ async def test_pool_deadlines_share_one_timer_and_expire_in_order(
         endpoint_factory=lambda r, scheme, host, port: TCP4ClientEndpoint(reactor(), host, port),
     )
     first = pool.request(b"GET", url, timeout=5, idempotent=True)
-    await wait_for(lambda: pool.connection_count() == 1)  # connected (real TCP), request sent
+    await until(lambda: pool.connection_count() == 1)  # connected (real TCP), request sent
     clock.advance(2)
     second = pool.request(b"GET", url, timeout=5, idempotent=True)
     third = pool.request(b"GET", url, timeout=5, idempotent=True)
     other = pool.request(b"GET", url, timeout=9, idempotent=True)
-    await wait_for(lambda: pool.connection_count() == 4)
+    await until(lambda: pool.connection_count() == 4)
     third.cancel()  # finished early: its place in the queue is skipped
     with pytest.raises(defer.CancelledError):
         await third
     expiries = [c for c in clock.getDelayedCalls() if getattr(c, "func", None) == pool._expire]
     assert len(expiries) == 2  # one timer per timeout value, not one per request
     clock.advance(3)  # t = 5
-    assert isinstance(_failure(first), Timeout) and not second.called
+    assert isinstance(outcome(first), Timeout) and not second.called
     clock.advance(2)  # t = 7
-    assert isinstance(_failure(second), Timeout) and not other.called
+    assert isinstance(outcome(second), Timeout) and not other.called
     clock.advance(4)  # t = 11: 9 s after `other` was made at t = 2
-    assert isinstance(_failure(other), Timeout)
+    assert isinstance(outcome(other), Timeout)
     left = [c for c in clock.getDelayedCalls() if getattr(c, "func", None) == pool._expire]
     assert left == []  # the queues are empty: no deadline timer is left
     late = pool.request(b"GET", url, timeout=5, idempotent=True)

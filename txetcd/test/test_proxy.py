@@ -25,23 +25,19 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from txetcd import Client, ConnectionFailed, OutcomeUnknown
+from txetcd.test.helpers import (
+    client_of,
+    grpc_channel,
+    module_timers,
+    reactor,
+    settle,
+    sleep,
+    until,
+    until_advancing,
+    within,
+)
 from txetcd.testing import EtcdServer, free_port
 from txetcd.testing._proxy import TCPProxy, _ListenFactory, _Side
-
-
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
-
-
-def sleep(seconds: float) -> "defer.Deferred[None]":
-    return task.deferLater(reactor(), seconds, lambda: None)
-
-
-def within(d: "defer.Deferred[Any]", seconds: float = 5.0) -> "defer.Deferred[Any]":
-    """``d``, failed with TimeoutError if it takes longer than ``seconds`` (nothing may hang)."""
-    return d.addTimeout(seconds, reactor())
 
 
 def data(n: int, seed: int = 1) -> bytes:
@@ -50,13 +46,7 @@ def data(n: int, seed: int = 1) -> bytes:
 
 def proxy_timers() -> List[Any]:
     """Delayed calls set by the proxy module."""
-    out = []
-    for call in reactor().getDelayedCalls():
-        owner = getattr(call.func, "__self__", None)
-        module = type(owner).__module__ if owner is not None else call.func.__module__
-        if module == "txetcd.testing._proxy":
-            out.append(call)
-    return out
+    return module_timers(reactor(), "txetcd.testing._proxy")
 
 
 def proxy_selectables() -> List[Any]:
@@ -439,16 +429,8 @@ async def proxy(etcd_server: EtcdServer) -> AsyncIterator[TCPProxy]:
 
 @pytest_twisted.async_yield_fixture
 async def client(proxy: TCPProxy) -> AsyncIterator[Client]:
-    c = Client(proxy.endpoint, reactor=reactor(), timeout=10)
-    try:
+    async with client_of(proxy.endpoint) as c:
         yield c
-    finally:
-        await c.close()
-
-
-async def settle(*ds: "defer.Deferred[Any]") -> List[Any]:
-    results = await defer.DeferredList(list(ds), consumeErrors=True)
-    return [value if ok else value.value for ok, value in results]
 
 
 @pytest_twisted.ensureDeferred
@@ -500,24 +482,37 @@ async def test_etcd_cut_mid_response_is_retried(
 async def test_etcd_blackhole_detected_by_keepalive(
     proxy: TCPProxy, etcd_client: Client, etcd_prefix: bytes
 ) -> None:
-    r = reactor()
     await etcd_client.put(etcd_prefix + b"k", b"v")
+    clock = task.Clock()  # the client's timers; the network is real
     client = Client(
-        proxy.endpoint, reactor=r, timeout=None, keepalive_interval=5, keepalive_timeout=1
+        proxy.endpoint,
+        reactor=reactor(),
+        clock=clock,
+        timeout=None,
+        keepalive_interval=5,
+        keepalive_timeout=1,
     )
     try:
         proxy.blackhole()
-        t0 = r.seconds()
         get = client.get(etcd_prefix + b"k")
         put = client.put(etcd_prefix + b"w", b"lost")
         await within(proxy.wait_for_connections(1))
-        await sleep(1.0)
+        await until(lambda: grpc_channel(client).connection is not None)
+        conn = grpc_channel(client).connection
+        await until(lambda: conn is not None and conn.transport is not None, what="connected")
+        assert conn is not None
+        await sleep(0.2)
         assert not get.called and not put.called  # silence; no deadline of the calls' own
         proxy.restore()  # the next connection is forwarded; this one stays silent
-        got = await within(get, 10)
-        elapsed = r.seconds() - t0
+        clock.advance(5)  # a keepalive interval of silence: a PING goes out
+        clock.advance(0.999)
+        assert conn.lost is None and not get.called
+        clock.advance(0.001)  # the PING timeout: the connection is given up
+        assert conn.lost is not None and "PING not answered within 1" in str(conn.lost)
+        # the read goes again (after its resend backoff, on the clock) on a new connection
+        await until_advancing(clock, lambda: get.called)
+        got = await get
         assert got.value == b"v"
-        assert 5.0 <= elapsed < 8.0, elapsed  # one keepalive interval + the PING timeout
         with pytest.raises(OutcomeUnknown):
             await put
         assert proxy.connections_total == 2
