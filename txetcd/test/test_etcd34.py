@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, Optional
 import pytest
 import pytest_twisted
 
-from txetcd import Client
+from txetcd.test.helpers import client_of
 from txetcd.testing import EtcdNotFound, EtcdServer, etcd34_binary
 from txetcd.testing._server import _ETCD34_MISSING, _etcd_version, _log_flags
 
@@ -75,14 +75,9 @@ def test_v2_put_get(etcd34: EtcdServer) -> None:
 @needs_etcd34
 @pytest_twisted.ensureDeferred
 async def test_v3_grpc_put_get(etcd34: EtcdServer) -> None:
-    from twisted.internet import reactor
-
-    client = Client(etcd34.endpoint, reactor=reactor, timeout=10.0)
-    try:
+    async with client_of(etcd34.endpoint) as client:
         await client.put(b"txetcd-34/v3", b"over gRPC")
         assert (await client.get(b"txetcd-34/v3")).value == b"over gRPC"
-    finally:
-        await client.close()
 
 
 def test_etcd_v2_server_fixture(etcd_v2_server: EtcdServer, request: Any) -> None:

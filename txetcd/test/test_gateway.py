@@ -22,7 +22,7 @@ from txetcd import (
 from txetcd._gateway import gateway_error
 from txetcd._http1 import HTTPResponse
 from txetcd._methods import LEASE_GRANT, RANGE, TXN
-from txetcd.test.helpers import reactor, sleep, until
+from txetcd.test.helpers import client_of, reactor, sleep, until
 from txetcd.testing import EtcdServer, TCPProxy
 
 
@@ -34,14 +34,9 @@ async def test_any_treq_client_or_agent(etcd_server: EtcdServer) -> None:
     pool = HTTPConnectionPool(reactor(), persistent=True)
     pool.retryAutomatically = False  # no hidden retries
     for given in (HTTPClient(Agent(reactor(), pool=pool)), Agent(reactor(), pool=pool)):
-        client = Client(
-            etcd_server.endpoint, reactor=reactor(), transport="gateway", http_client=given
-        )
-        try:
-            await client.put(b"gw/treq", b"via treq")
-            assert (await client.get(b"gw/treq")).value == b"via treq"
-        finally:
-            await client.close()
+        async with client_of(etcd_server.endpoint, transport="gateway", http_client=given) as c:
+            await c.put(b"gw/treq", b"via treq")
+            assert (await c.get(b"gw/treq")).value == b"via treq"
     await pool.closeCachedConnections()
 
 
