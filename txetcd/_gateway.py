@@ -37,7 +37,7 @@ from txetcd._errors import (
 )
 from txetcd._http1 import HTTP1Client, HTTPResponse
 from txetcd._kvjson import DIRECT, Fallback
-from txetcd._methods import LEASE_KEEPALIVE, WATCH
+from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 from txetcd._retry import RESEND_BACKOFF, may_resend
@@ -289,16 +289,15 @@ class GatewayChannel:
     ) -> Any:
         """A stream over the gateway.
 
-        A watch is one HTTP request whose body holds all its requests (:class:`GatewayStream`);
-        a lease keepalive stream sends each message as a request of its own and hands on the
-        answers (:class:`GatewayKeepAliveStream`), since the gateway answers a keepalive body
-        only once it is complete.
+        A watch (or any server stream: snapshot, election observe) is one HTTP request whose
+        body holds all its requests (:class:`GatewayStream`); a lease keepalive stream sends each
+        message as a request of its own and hands on the answers (:class:`GatewayKeepAliveStream`),
+        since the gateway answers a keepalive body only once it is complete. A method the gateway
+        does not route ends at once with :class:`~txetcd.Unimplemented`.
         """
-        if method.path == WATCH.path:
-            return GatewayStream(self, on_message, on_close, metadata)
         if method.path == LEASE_KEEPALIVE.path:
             return GatewayKeepAliveStream(self, on_message, on_close, metadata)
-        raise NotImplementedError(f"{method.name} does not run over the JSON gateway")
+        return GatewayStream(self, method, on_message, on_close, metadata)
 
     def close(self) -> "Deferred[None]":
         """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""
@@ -307,11 +306,12 @@ class GatewayChannel:
 
 
 class GatewayStream:
-    """A watch stream on the gateway, shaped like :class:`~txetcd._grpc.GrpcStream`.
+    """A watch (or other server) stream on the gateway, shaped like
+    :class:`~txetcd._grpc.GrpcStream`.
 
     Messages sent in the same reactor turn as the stream was made form the request body (the
     gateway answers nothing until the body is complete, and takes nothing after it); each JSON
-    line of the answer is handed on as the ``WatchResponse`` message a gRPC stream would deliver.
+    line of the answer is handed on as the response message a gRPC stream would deliver.
     :meth:`cancel` closes the connection; :meth:`pause` stops reading it.
     """
 
@@ -321,11 +321,13 @@ class GatewayStream:
     def __init__(
         self,
         channel: GatewayChannel,
+        method: Method,
         on_message: Callable[[Any], None],
         on_close: Callable[[Optional[BaseException]], None],
         metadata: Metadata,
     ) -> None:
         self.channel = channel
+        self.method = method
         self.on_message = on_message
         self.on_close = on_close
         self.metadata = metadata
@@ -369,9 +371,15 @@ class GatewayStream:
         if channel.closed:
             self._end(ClientClosed("the client is closed"))
             return
+        route = self.method.gateway
+        if route is None:
+            self._end(
+                Unimplemented(f"{self.method.name} is not available over the JSON gateway", code=12)
+            )
+            return
         self._handle = channel.http.stream(
             b"POST",
-            channel._endpoint().url.rstrip("/") + "/v3/watch",
+            channel._endpoint().url.rstrip("/") + route,
             headers=gateway_headers(self.metadata),
             body=b"\n".join(self._body),
             on_line=self._line,
@@ -385,7 +393,7 @@ class GatewayStream:
             return
         data = json.loads(line)
         if "result" in data:
-            self.on_message(dict_to_message(data["result"], rpc_pb2.WatchResponse))
+            self.on_message(dict_to_message(data["result"], self.method.response))
         elif isinstance(data.get("error"), dict):
             err = data["error"]
             self._end(error_from_status(int(err.get("grpc_code", 2)), str(err.get("message", ""))))
