@@ -21,7 +21,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from txetcd import Client
 from txetcd.test.helpers import adopting_orphans, process_gone, reactor, read_line, wait_gone
-from txetcd.testing import EtcdServer, EtcdStartError
+from txetcd.testing import EtcdCluster, EtcdServer, EtcdStartError
 
 
 @pytest.fixture
@@ -62,6 +62,13 @@ def test_a_bad_flag_is_reported_with_etcds_words_and_leaves_no_data_dir(tmp: Pat
     assert e.value.output in str(e.value)
     assert server.data_dir is None and data_dirs(tmp) == []
     assert not server.running
+
+
+def test_a_cluster_that_fails_to_start_stops_every_member(tmp: Path) -> None:
+    cluster = EtcdCluster(2, ["--no-such-flag"])
+    with pytest.raises(EtcdStartError, match="flag provided but not defined"):
+        cluster.start()
+    assert not any(m.running for m in cluster.members) and data_dirs(tmp) == []
 
 
 def test_a_crash_shows_the_last_lines_of_output(tmp: Path) -> None:

@@ -11,10 +11,11 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, Any, List, Optional, Sequence, Tuple
+from typing import IO, Any, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from txetcd.testing._process import (
     TAIL_LINES,
@@ -149,6 +150,8 @@ def free_port() -> int:
         return port
 
 
+_T = TypeVar("_T")
+
 #: how many times a first start picks new ports when etcd finds its ports taken
 _PORT_ATTEMPTS = 5
 
@@ -219,21 +222,7 @@ class EtcdServer:
         Inside a running reactor use :meth:`start_async`, which does not block it.
         """
         first = self._begin()
-        try:
-            attempt = 1
-            while True:
-                try:
-                    self._launch()
-                    self._wait_healthy()
-                    return self
-                except _PortTaken:
-                    if not first or attempt == _PORT_ATTEMPTS:
-                        raise
-                attempt += 1
-                self._pick_ports()
-        except BaseException:
-            self._abandon(first)
-            raise
+        return _fired(Deferred.fromCoroutine(self._start(first, _Blocking(), 0.05)))
 
     def start_async(self, reactor: Any, *, poll_interval: float = 0.05) -> "Deferred[EtcdServer]":
         """Start etcd without blocking ``reactor``; the Deferred fires with the server once healthy.
@@ -245,27 +234,23 @@ class EtcdServer:
         dir). Only launching the process happens before this returns.
         """
         first = self._begin()
-        return Deferred.fromCoroutine(self._start_async(reactor, first, poll_interval))
+        return Deferred.fromCoroutine(self._start(first, _OnReactor(reactor), poll_interval))
 
     def restart(self, reactor: Any, *, sig: int = signal.SIGKILL) -> "Deferred[EtcdServer]":
         """:meth:`kill` etcd (with ``sig``), then :meth:`start_async` it: same ports, same data."""
         self.kill(sig)
         return self.start_async(reactor)
 
-    async def _start_async(self, reactor: Any, first: bool, poll_interval: float) -> "EtcdServer":
+    async def _start(self, first: bool, waiter: "_Waiter", poll_interval: float) -> "EtcdServer":
+        """Launch etcd and wait until it is healthy; on a first start, new ports while they were
+        taken (up to :data:`_PORT_ATTEMPTS` times); after a failure, :meth:`_abandon`."""
         try:
             attempt = 1
             while True:
                 try:
                     self._launch()
-                    deadline = reactor.seconds() + self.startup_timeout
-                    while True:
-                        self._check_alive()
-                        if await healthy_async(reactor, self.client_port):
-                            return self
-                        if reactor.seconds() >= deadline:
-                            raise self._not_healthy()
-                        await deferLater(reactor, poll_interval, lambda: None)
+                    await self._wait_healthy(waiter, poll_interval)
+                    return self
                 except _PortTaken:
                     if not first or attempt == _PORT_ATTEMPTS:
                         raise
@@ -274,6 +259,17 @@ class EtcdServer:
         except BaseException:
             self._abandon(first)
             raise
+
+    async def _wait_healthy(self, waiter: "_Waiter", poll_interval: float) -> None:
+        """Poll ``/health`` until etcd answers healthy, exits, or ``startup_timeout`` is over."""
+        deadline = waiter.seconds() + self.startup_timeout
+        while True:
+            self._check_alive()
+            if await waiter.healthy(self.client_port):
+                return
+            if waiter.seconds() >= deadline:
+                raise self._not_healthy()
+            await waiter.pause(poll_interval)
 
     def _begin(self) -> bool:
         """Get ready to launch: a data dir and ports on the first start (returns whether it is)."""
@@ -351,16 +347,6 @@ class EtcdServer:
             f"etcd did not become healthy within {self.startup_timeout} s", self.output()
         )
 
-    def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            self._check_alive()
-            if healthy(self.client_port):
-                return
-            if time.monotonic() >= deadline:
-                raise self._not_healthy()
-            time.sleep(0.05)
-
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Kill the process (default SIGKILL) and wait for it; the data dir stays."""
         if self._process is not None:
@@ -433,7 +419,7 @@ class EtcdCluster:
                 m.initial_cluster = initial
                 m._launch()
             for m in self.members:
-                m._wait_healthy()
+                _fired(Deferred.fromCoroutine(m._wait_healthy(_Blocking(), 0.05)))
         except BaseException:
             self.stop()
             raise
@@ -453,3 +439,55 @@ class EtcdCluster:
 
 class _PortTaken(EtcdStartError):
     """etcd exited because one of its ports was taken (a first start tries other ports)."""
+
+
+class _Waiter(Protocol):
+    """Time and health checks for a start-up: on a reactor, or blocking."""
+
+    def seconds(self) -> float: ...
+
+    def healthy(self, port: int) -> "Deferred[bool]": ...
+
+    def pause(self, seconds: float) -> "Deferred[None]": ...
+
+
+class _OnReactor:
+    """Health checks and pauses on a reactor: :meth:`EtcdServer.start_async`."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def seconds(self) -> float:
+        return float(self.reactor.seconds())
+
+    def healthy(self, port: int) -> "Deferred[bool]":
+        return Deferred.fromCoroutine(healthy_async(self.reactor, port))
+
+    def pause(self, seconds: float) -> "Deferred[None]":
+        return deferLater(self.reactor, seconds, lambda: None)
+
+
+class _Blocking:
+    """Health checks and pauses that block, for :meth:`EtcdServer.start`: every Deferred they
+    return has fired, so the start-up coroutine runs to its end before ``start()`` returns."""
+
+    def seconds(self) -> float:
+        return time.monotonic()
+
+    def healthy(self, port: int) -> "Deferred[bool]":
+        return succeed(healthy(port))
+
+    def pause(self, seconds: float) -> "Deferred[None]":
+        time.sleep(seconds)
+        return succeed(None)
+
+
+def _fired(d: "Deferred[_T]") -> _T:
+    """The result of a Deferred that has fired (its failure raised)."""
+    out: List[Any] = []
+    d.addBoth(out.append)
+    assert out, "a blocking start-up left a Deferred unfired"
+    if isinstance(out[0], Failure):
+        out[0].raiseException()
+    result: _T = out[0]
+    return result
