@@ -7,6 +7,8 @@ method returns a ``Deferred``. This module only re-exports the public names.
 from txetcd._client import Client
 from txetcd._errors import (
     AuthError,
+    AuthNotEnabled,
+    AuthRevisionOld,
     Cancelled,
     ClientClosed,
     ClientError,
@@ -142,6 +144,8 @@ __all__ = [
     "Version",
     # errors
     "AuthError",
+    "AuthNotEnabled",
+    "AuthRevisionOld",
     "Cancelled",
     "ClientClosed",
     "ClientError",

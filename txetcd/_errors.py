@@ -45,6 +45,8 @@ __all__ = [
     "MessageTooLarge",
     "AuthError",
     "UserNameEmpty",
+    "AuthRevisionOld",
+    "AuthNotEnabled",
     "InvalidAuthToken",
     "PermissionDenied",
     "Unauthenticated",
@@ -355,6 +357,19 @@ class UserNameEmpty(AuthError, InvalidArgument):
     code = 3
 
 
+class AuthRevisionOld(AuthError, InvalidArgument):
+    """etcdserver: revision of auth store is old (the roles changed under the token: log in
+    again)."""
+
+    code = 3
+
+
+class AuthNotEnabled(AuthError, FailedPrecondition):
+    """etcdserver: authentication is not enabled (an Authenticate to a server without auth)."""
+
+    code = 9
+
+
 class PermissionDenied(AuthError, PermissionError):
     """PERMISSION_DENIED (7), e.g. etcdserver: permission denied."""
 
@@ -424,6 +439,8 @@ _BY_MESSAGE: Dict[str, Type[ServerError]] = {
     "etcdserver: rpc not supported for learner": LearnerNotSupported,
     "etcdserver: invalid auth token": InvalidAuthToken,
     "etcdserver: user name is empty": UserNameEmpty,
+    "etcdserver: revision of auth store is old": AuthRevisionOld,
+    "etcdserver: authentication is not enabled": AuthNotEnabled,
     "etcdserver: permission denied": PermissionDenied,
 }
 
