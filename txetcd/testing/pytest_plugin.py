@@ -3,7 +3,8 @@
 Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.py``:
 
 - ``etcd_server``: one real etcd for the whole session (:class:`~txetcd.testing.EtcdServer`).
-- ``etcd_server_private``: a real etcd of the test's own, for tests that kill or restart it.
+- ``etcd_server_private``: a real etcd of the test's own, for tests that kill or restart it
+  (``start_async``/``restart`` do it without blocking the reactor).
 - ``etcd_v2_server``: a real etcd with the v2 API on, for the whole session, once per version:
   ``"3.5"`` (:func:`~txetcd.testing.etcd_binary`) and ``"3.4"``
   (:func:`~txetcd.testing.etcd34_binary`; skipped when there is none).
@@ -34,7 +35,9 @@ def etcd_server() -> Iterator[EtcdServer]:
 
 @pytest.fixture
 def etcd_server_private() -> Iterator[EtcdServer]:
-    """A real etcd for this test alone (kill and restart it at will)."""
+    """A real etcd for this test alone: kill and restart it at will (``await
+    server.restart(reactor)`` in a test that runs on the reactor, which a blocking ``start()``
+    would freeze)."""
     with EtcdServer() as server:
         yield server
 
