@@ -225,11 +225,8 @@ async def etcd_client(request: Any, etcd_server: EtcdServer) -> AsyncIterator[Cl
     A module that must pass on both transports imports it (``from txetcd.test.helpers import
     etcd_client``); elsewhere ``etcd_client`` is the pytest plugin's (gRPC).
     """
-    client = Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0, transport=request.param)
-    try:
+    async with client_of(etcd_server.endpoint, transport=request.param) as client:
         yield client
-    finally:
-        await client.close()
 
 
 # -- protobuf messages, drawn by hypothesis ----------------------------------------------------
