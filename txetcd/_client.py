@@ -12,8 +12,10 @@ from typing import Any, Callable, Iterable, Literal, Optional, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 
 from txetcd._args import NOT_GIVEN, check_bool, check_int, check_timeout
+from txetcd._auth import AuthTransport, Credentials
 from txetcd._channel import Channel
 from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
@@ -29,6 +31,7 @@ from txetcd._kv import (
 from txetcd._lease import LeaseLike, LeaseMethods
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._proto import rpc_pb2
+from txetcd._tls import PEMSource, TLSOptions, endpoint_factory
 from txetcd._transport import Method, Transport
 from txetcd._txn import (
     Compare,
@@ -88,10 +91,34 @@ class Client(LeaseMethods):
         ``HTTPClient`` or any ``IAgent`` (custom TLS, proxies, ``treq.testing.StubTreq``'s agent),
         or one of txetcd's own; by default a lean keep-alive pool.
 
+    TLS, for ``https://`` endpoints (verified by default: the chain against ``ca_cert`` or the
+    system's trust store, the host name or IP address against the certificate):
+
+    :param ca_cert: CA certificate(s) to trust, a PEM file's path or PEM bytes.
+    :param cert: a client certificate (path or PEM bytes) for servers that want one
+        (``--client-cert-auth``); with etcd's auth on and no password, its common name is the
+        user.
+    :param key: the client certificate's private key (path or PEM bytes), if not in ``cert``.
+    :param server_name: the name to verify instead of the endpoint's host.
+    :param insecure_skip_verify: do not verify the server at all (logged as a warning).
+    :param tls: any Twisted ``IOpenSSLClientConnectionCreator`` (or a function of the host
+        giving one), used as it is, for TLS setups the options above cannot express. Over gRPC
+        it must offer ALPN ``h2``.
+
+    Authentication (etcd's ``--auth``):
+
+    :param user: log in as this user before the first call, and again whenever etcd says the
+        token expired (the refused call is then sent again, once).
+    :param password: that user's password (never shown in reprs, logs or errors).
+    :param allow_insecure_credentials: send a password over plain ``http://`` anyway (refused
+        by default: it would cross the network in clear).
+
     Reads (gets, read-only txns) whose connection breaks are sent again on a new connection.
     Writes are sent again only when they certainly never reached the server; otherwise they fail
     with :class:`~txetcd.OutcomeUnknown` and the caller decides.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -105,6 +132,15 @@ class Client(LeaseMethods):
         keepalive_timeout: float = 10.0,
         transport: TransportName = "grpc",
         http_client: Any = None,
+        ca_cert: Optional[PEMSource] = None,
+        cert: Optional[PEMSource] = None,
+        key: Optional[PEMSource] = None,
+        server_name: Optional[str] = None,
+        insecure_skip_verify: bool = False,
+        tls: Any = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        allow_insecure_credentials: bool = False,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -117,6 +153,16 @@ class Client(LeaseMethods):
             raise ValueError(
                 "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
             )
+        tls_options = _tls_options(
+            endpoints,
+            ca_cert=ca_cert,
+            cert=cert,
+            key=key,
+            server_name=server_name,
+            insecure_skip_verify=insecure_skip_verify,
+            tls=tls,
+        )
+        credentials = _credentials(endpoints, user, password, allow_insecure_credentials)
         self._channel: Transport = _make_transport(
             transport,
             list(endpoints),
@@ -126,7 +172,16 @@ class Client(LeaseMethods):
             keepalive_timeout=keepalive_timeout,
             http_client=http_client,
             clock=self.clock,
+            tls=tls_options,
         )
+        if credentials is not None:
+            self._channel = AuthTransport(self._channel, credentials, self.timeout)
+        self.user = None if credentials is None else credentials.user
+        if insecure_skip_verify:
+            self.log.warn(
+                "TLS verification is off for {endpoints} (insecure_skip_verify=True)",
+                endpoints=", ".join(_shown_url(u) for u in endpoints),
+            )
         self.transport = transport
         self.reactor = reactor
         self._watch_hub: Optional[WatchHub] = None
@@ -134,7 +189,8 @@ class Client(LeaseMethods):
     def __repr__(self) -> str:
         urls = ", ".join(_shown_url(url) for url in self.endpoints)
         closed = " closed" if self._channel.closed else ""
-        return f"<txetcd.Client {self.transport} {urls}{closed}>"
+        user = f" user={self.user!r}" if self.user is not None else ""
+        return f"<txetcd.Client {self.transport} {urls}{user}{closed}>"
 
     async def __aenter__(self) -> "Client":
         return self
@@ -470,6 +526,7 @@ def _make_transport(
     keepalive_timeout: float,
     http_client: Any,
     clock: Any,
+    tls: Optional[TLSOptions],
 ) -> Transport:
     """The transport a client asked for by name."""
     if transport == "grpc":
@@ -478,13 +535,18 @@ def _make_transport(
         return Channel(
             endpoints,
             reactor,
+            tls=tls,
             connect_timeout=connect_timeout,
             keepalive_interval=keepalive_interval,
             keepalive_timeout=keepalive_timeout,
             clock=clock,
         )
     if transport == "gateway":
-        http = _http_client(http_client, reactor, connect_timeout, clock)
+        if http_client is not None and tls is not None:
+            raise TypeError(
+                "TLS options go to your own http_client (its agent's TLS), not to the Client"
+            )
+        http = _http_client(http_client, reactor, connect_timeout, clock, tls)
         return GatewayChannel(endpoints, reactor, http, clock=clock)
     raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
 
@@ -514,7 +576,60 @@ def _shown_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
-def _http_client(given: Any, reactor: Any, connect_timeout: float, clock: Any) -> Any:
+def _tls_options(
+    endpoints: Sequence[str],
+    *,
+    ca_cert: Optional[PEMSource],
+    cert: Optional[PEMSource],
+    key: Optional[PEMSource],
+    server_name: Optional[str],
+    insecure_skip_verify: bool,
+    tls: Any,
+) -> Optional[TLSOptions]:
+    """The client's TLS options, or None when it has none (https then means system trust)."""
+    given = (ca_cert, cert, key, server_name, tls)
+    if all(v is None for v in given) and not insecure_skip_verify:
+        return None
+    if not any(urlsplit(u).scheme == "https" for u in endpoints):
+        raise ValueError(
+            "TLS options were given but no endpoint is https:// (write the endpoints as "
+            "https://host:port)"
+        )
+    return TLSOptions(
+        ca_cert=ca_cert,
+        cert=cert,
+        key=key,
+        server_name=server_name,
+        insecure_skip_verify=insecure_skip_verify,
+        creator=tls,
+    )
+
+
+def _credentials(
+    endpoints: Sequence[str],
+    user: Optional[str],
+    password: Optional[str],
+    allow_insecure: bool,
+) -> Optional[Credentials]:
+    """The login to use, checked: both or neither, and never in clear unless asked for."""
+    if user is None and password is None:
+        return None
+    if user is None or password is None:
+        raise TypeError("give both user= and password= (or neither)")
+    if not isinstance(allow_insecure, bool):
+        raise TypeError("allow_insecure_credentials must be a bool")
+    plain = [_shown_url(u) for u in endpoints if urlsplit(u).scheme != "https"]
+    if plain and not allow_insecure:
+        raise ValueError(
+            "a password would be sent in clear to " + ", ".join(plain) + ": use https:// "
+            "endpoints, or pass allow_insecure_credentials=True to accept that"
+        )
+    return Credentials(user, password)
+
+
+def _http_client(
+    given: Any, reactor: Any, connect_timeout: float, clock: Any, tls: Optional[TLSOptions] = None
+) -> Any:
     """The HTTP/1.1 client for the gateway: ours, a wrapped treq client or agent, or a pool.
 
     One made here keeps its time (request deadlines, connect and idle timers) on ``clock``.
@@ -525,7 +640,11 @@ def _http_client(given: Any, reactor: Any, connect_timeout: float, clock: Any) -
     if isinstance(given, (PoolClient, TreqClient)):
         return given
     if given is None:
-        made: Any = PoolClient(reactor, connect_timeout=connect_timeout)
+        made: Any = PoolClient(
+            reactor,
+            connect_timeout=connect_timeout,
+            endpoint_factory=endpoint_factory(tls, (b"http/1.1",)),
+        )
     else:
         made = TreqClient(given, reactor, connect_timeout=connect_timeout)
     made.clock = clock

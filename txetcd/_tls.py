@@ -12,12 +12,12 @@ once; no key material ever appears in a repr or a message.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.python.failure import Failure
 
-__all__ = ["TLSOptions", "PEMSource", "load_pem", "tls_error_text"]
+__all__ = ["TLSOptions", "PEMSource", "endpoint_factory", "load_pem", "tls_error_text"]
 
 #: a PEM file's path, or the PEM bytes themselves
 PEMSource = Union[str, bytes, "os.PathLike[str]"]
@@ -153,6 +153,25 @@ class TLSOptions:
             clientCertificate=self._client,
             acceptableProtocols=protocols,
         )
+
+
+def endpoint_factory(
+    tls: Optional["TLSOptions"], alpn: Sequence[bytes] = ()
+) -> Callable[[Any, str, str, int], IStreamClientEndpoint]:
+    """An ``(reactor, scheme, host, port) -> endpoint`` function: TCP for ``http``, TLS made by
+    ``tls`` (the system's trust store when ``None``) for ``https``; for the HTTP/1.1 pool."""
+    options = tls if tls is not None else None
+
+    def factory(reactor: Any, scheme: str, host: str, port: int) -> IStreamClientEndpoint:
+        from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+        endpoint: IStreamClientEndpoint = HostnameEndpoint(reactor, host, port)
+        if scheme == "https":
+            made = options if options is not None else TLSOptions()
+            endpoint = wrapClientTLS(made.creator(host, alpn), endpoint)
+        return endpoint
+
+    return factory
 
 
 def _pem_blocks(pem: bytes) -> list[bytes]:

@@ -112,8 +112,13 @@ class Stream(Protocol):
 class Transport(Protocol):
     """Unary calls and streams to etcd, whatever carries them (see the module docstring)."""
 
-    capabilities: Capabilities
-    closed: bool
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this transport can do."""
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
 
     @property
     def clock(self) -> Any:
