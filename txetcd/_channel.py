@@ -306,6 +306,10 @@ class Channel:
             for d in waiters:
                 d.callback(None)
 
+    def reauthenticate(self, stale: Optional[str] = None) -> "Deferred[bool]":
+        """No login here (see :class:`txetcd._auth.AuthTransport`): nothing to refresh."""
+        return succeed(False)
+
     def close(self) -> "Deferred[None]":
         """Close every connection; pending calls fail with :class:`ClientClosed`.
 

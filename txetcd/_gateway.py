@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, List, Optional, Sequence
 
-from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import deferLater
 
 from txetcd._channel import Endpoint, parse_endpoint
@@ -298,6 +298,10 @@ class GatewayChannel:
         if method.path == LEASE_KEEPALIVE.path:
             return GatewayKeepAliveStream(self, on_message, on_close, metadata)
         return GatewayStream(self, method, on_message, on_close, metadata)
+
+    def reauthenticate(self, stale: Optional[str] = None) -> "Deferred[bool]":
+        """No login here (see :class:`txetcd._auth.AuthTransport`): nothing to refresh."""
+        return succeed(False)
 
     def close(self) -> "Deferred[None]":
         """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""

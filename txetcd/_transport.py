@@ -150,5 +150,10 @@ class Transport(Protocol):
     ) -> Stream:
         """Open a streaming call (see the module docstring for its rules)."""
 
+    def reauthenticate(self, stale: Optional[str] = None) -> "Deferred[bool]":
+        """Log in again because the server refused a request for its token (e.g. a watch create
+        answered ``permission denied`` after the token expired); fires True once a fresh token
+        is held, False when the transport has no login (nothing to refresh)."""
+
     def close(self) -> "Deferred[None]":
         """Close every connection; fires once nothing (connection, timer) is left."""

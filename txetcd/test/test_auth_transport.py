@@ -61,6 +61,9 @@ class Scripted:
         self.streams.append((method, dict(metadata), stream))
         return stream
 
+    def reauthenticate(self, stale: Optional[str] = None) -> "Deferred[bool]":
+        raise AssertionError("the inner transport has no login")
+
     def close(self) -> "Deferred[None]":
         d: Deferred[None] = Deferred()
         d.callback(None)
