@@ -22,6 +22,7 @@ from txetcd._errors import ClientClosed, ConnectionFailed
 from txetcd._grpc import GrpcStream, _UnaryCall
 from txetcd._h2frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
 from txetcd._http2 import H2Connection
+from txetcd._retry import backoff_policy
 from txetcd._tls import TLSOptions
 from txetcd._transport import Capabilities, Metadata, Method
 
@@ -31,9 +32,14 @@ _USER_AGENT = b"txetcd/0.1"
 
 
 class Endpoint:
-    """Where to connect: a parsed ``http://host:port`` client URL."""
+    """Where to connect: a parsed ``http://host:port`` client URL, and its health.
 
-    __slots__ = ("url", "scheme", "host", "port", "authority")
+    An endpoint that failed (could not be connected to, or answered that it cannot serve: no
+    leader, a learner) is left alone until ``retry_at`` on the channel's clock, a jittered
+    backoff that grows with each failure in a row; ``last_error`` says what went wrong.
+    """
+
+    __slots__ = ("url", "scheme", "host", "port", "authority", "failures", "retry_at", "last_error")
 
     def __init__(self, url: str, scheme: str, host: str, port: int) -> None:
         self.url = url
@@ -41,6 +47,9 @@ class Endpoint:
         self.host = host
         self.port = port
         self.authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_error = ""
 
     def __repr__(self) -> str:
         return f"Endpoint({self.url!r})"
@@ -134,6 +143,8 @@ class Channel:
         self._prefixes: dict[Tuple[int, bytes], bytes] = {}
         self._lost_waiters: List[Deferred[None]] = []
         self._resending: set[_UnaryCall] = set()  # calls waiting out a backoff before a resend
+        #: how long an endpoint that failed is left alone (failures in a row -> seconds)
+        self.endpoint_backoff: Callable[[int], float] = backoff_policy(0.05, 2.0)
 
     def _default_endpoint(self, reactor: Any, endpoint: Endpoint) -> IStreamClientEndpoint:
         tcp = HostnameEndpoint(reactor, endpoint.host, endpoint.port)
@@ -233,17 +244,47 @@ class Channel:
     def _connect(self) -> None:
         if self._connecting is not None or self.closed:
             return
-        self._try_endpoints(0, [])
+        self._try_endpoints(self._candidates(), 0, [])
 
-    def _try_endpoints(self, tried: int, errors: List[str]) -> None:
-        if tried >= len(self.endpoints):
+    def _candidates(self) -> List[Endpoint]:
+        """The endpoints to try, in order: the pinned one and those after it that are not
+        backing off, then (so a call is not failed while one might answer) those backing off,
+        soonest first."""
+        n = len(self.endpoints)
+        start = self._endpoint_index % n
+        ordered = [self.endpoints[(start + i) % n] for i in range(n)]
+        now = self.clock.seconds()
+        ready = [e for e in ordered if e.retry_at <= now]
+        waiting = sorted((e for e in ordered if e.retry_at > now), key=lambda e: e.retry_at)
+        return ready + waiting
+
+    def endpoint_failed(self, connection: Optional[H2Connection], why: str) -> None:
+        """The member behind ``connection`` cannot serve (no leader, a learner): back off from
+        it, and start new calls on a connection to another endpoint."""
+        if connection is None or connection.endpoint is None:
+            return
+        self._mark_failed(connection.endpoint, why)
+        if self.connection is connection and len(self.endpoints) > 1:
+            self.connection = None
+            connection._drain()  # its open streams finish there; nothing new starts on it
+
+    def _mark_failed(self, endpoint: Endpoint, why: str) -> None:
+        endpoint.failures += 1
+        endpoint.last_error = why
+        endpoint.retry_at = self.clock.seconds() + self.endpoint_backoff(endpoint.failures - 1)
+        if self.endpoints[self._endpoint_index % len(self.endpoints)] is endpoint:
+            self._endpoint_index += 1
+
+    def _try_endpoints(self, candidates: List[Endpoint], tried: int, errors: List[str]) -> None:
+        if tried >= len(candidates):
             self._connecting = None
             waiters, self._waiters = self._waiters, []
             err = ConnectionFailed("could not connect to etcd: " + "; ".join(errors))
             for call in waiters:
                 call.fail_to_connect(err)
             return
-        endpoint = self.endpoints[self._endpoint_index % len(self.endpoints)]
+        endpoint = candidates[tried]
+        self._endpoint_index = self.endpoints.index(endpoint)
         factory = Factory.forProtocol(lambda: self._make_protocol(endpoint))
         connecting: Deferred[Any] = self.endpoint_factory(self.reactor, endpoint).connect(factory)
         # Connected means ready for streams: over TLS, after the handshake and ALPN h2.
@@ -257,6 +298,8 @@ class Channel:
                 conn.close("the client is closed")
                 return
             self.connection = conn
+            endpoint.failures = 0
+            endpoint.retry_at = 0.0
             waiters, self._waiters = self._waiters, []
             for call in waiters:
                 self.dispatch(call)
@@ -265,15 +308,15 @@ class Channel:
             self._connecting = None
             if self.closed:
                 return
-            self._endpoint_index += 1
             timed_out = isinstance(f.value, CancelledError)
             why = (
                 f"connect timed out after {self.connect_timeout:g} s"
                 if timed_out
                 else f.getErrorMessage()
             )
+            self._mark_failed(endpoint, why)
             errors.append(f"{endpoint.url}: {why}")
-            self._try_endpoints(tried + 1, errors)
+            self._try_endpoints(candidates, tried + 1, errors)
 
         d.addCallbacks(connected, failed)
 
@@ -297,6 +340,8 @@ class Channel:
     def _connection_lost(self, conn: H2Connection, reason: ConnectionClosed) -> None:
         if self.connection is conn:
             self.connection = None
+            if not self.closed and conn.endpoint is not None:
+                self._mark_failed(conn.endpoint, reason.reason)  # reconnect elsewhere first
         if conn in self.connections:
             self.connections.remove(conn)
         for key in [k for k in self._prefixes if k[0] == id(conn)]:

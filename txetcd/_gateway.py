@@ -40,7 +40,7 @@ from txetcd._kvjson import DIRECT, Fallback
 from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
-from txetcd._retry import RESEND_BACKOFF, may_resend
+from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
 from txetcd._transport import Capabilities, Metadata, Method
 
 __all__ = ["GatewayChannel"]
@@ -148,7 +148,9 @@ class _Unary:
             timeout=None if deadline is None else max(deadline - channel.clock.seconds(), 0.001),
             idempotent=self.idempotent,
         )
-        return d.addCallbacks(self.answered, self.failed, errbackArgs=(n,))
+        # An error answer (raised by answered) is judged by failed too: reads answered
+        # UNAVAILABLE go again.
+        return d.addCallback(self.answered).addErrback(self.failed, n)
 
     def answered(self, response: HTTPResponse) -> Any:
         if response.status != 200:
@@ -171,10 +173,14 @@ class _Unary:
     def failed(self, failure: Any, n: int) -> Any:
         channel = self.channel
         err = failure.value
-        if not isinstance(err, ConnectionFailed):
-            return failure
-        channel._endpoint_failed(self.endpoint)  # the next attempt, and the next call, go on
-        if not may_resend(idempotent=self.idempotent, maybe_sent=err.maybe_sent):
+        if isinstance(err, ConnectionFailed):
+            channel._endpoint_failed(self.endpoint)  # the next attempt, and the next call, go on
+            if not may_resend(idempotent=self.idempotent, maybe_sent=err.maybe_sent):
+                return failure
+        elif may_resend_after(err, idempotent=self.idempotent):
+            if member_unfit(err):
+                channel._endpoint_failed(self.endpoint)
+        else:
             return failure
         delay = RESEND_BACKOFF(n - 1)
         deadline = self.deadline
@@ -405,7 +411,9 @@ class GatewayStream:
                 self._handle.cancel()
 
     def _done(self, status: object) -> None:
-        self._end(ConnectionFailed("the gateway ended the watch stream"))
+        # The body ended cleanly: the server ended the stream, as a gRPC status OK does (a
+        # snapshot is complete; a watch stream resumes, as after any end).
+        self._end(None)
 
     def _failed(self, failure: Any) -> None:
         err = failure.value

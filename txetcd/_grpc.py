@@ -35,7 +35,7 @@ from txetcd._h2frames import (
     encode_literal,
 )
 from txetcd._http2 import H2Stream
-from txetcd._retry import RESEND_BACKOFF, may_resend
+from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
 from txetcd._transport import Metadata, Method
 
 if TYPE_CHECKING:
@@ -186,9 +186,27 @@ class _UnaryCall(_Call):
         elif status is None:
             self._finish_error(ProtocolViolation("stream ended without a grpc-status"))
         else:
-            self._finish_error(
-                error_from_status(status, self.status_message, mutation=not self.idempotent)
-            )
+            err = error_from_status(status, self.status_message, mutation=not self.idempotent)
+            if may_resend_after(err, idempotent=self.idempotent) and self._schedule_resend():
+                if member_unfit(err):  # the next attempt goes to another member
+                    self.channel.endpoint_failed(self.connection, str(err))
+                return
+            self._finish_error(err)
+
+    def _schedule_resend(self) -> bool:
+        """Send this call again after the resend backoff, if attempts and the deadline allow."""
+        channel = self.channel
+        delay = RESEND_BACKOFF(self.attempts - 1)
+        deadline = self.deadline
+        if (
+            channel.closed
+            or self.attempts >= channel.max_attempts
+            or (deadline is not None and channel.clock.seconds() + delay >= deadline)
+        ):
+            return False
+        self.resend_timer = channel.clock.callLater(delay, self._resend)
+        channel._resending.add(self)
+        return True
 
     def reset_received(self, code: int) -> None:
         if self.finished:
@@ -218,20 +236,13 @@ class _UnaryCall(_Call):
                 )
             )
             return
-        channel = self.channel
-        if channel.closed:
+        if self.channel.closed:
             self._finish_error(ClientClosed("the client is closed"))
             return
-        delay = RESEND_BACKOFF(self.attempts - 1)
-        deadline = self.deadline
-        if self.attempts < channel.max_attempts and (
-            deadline is None or channel.clock.seconds() + delay < deadline
-        ):
-            # Sent again after a short jittered wait, on whatever connection is current then.
+        # Sent again after a short jittered wait, on whatever connection is current then.
+        if self._schedule_resend():
             if not sent:
                 self.sent = False  # it never reached the server: a deadline now is no WriteTimeout
-            self.resend_timer = channel.clock.callLater(delay, self._resend)
-            channel._resending.add(self)
             return
         self._finish_error(
             ConnectionFailed(f"{why} (after {self.attempts} attempts)", maybe_sent=sent)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-__all__ = ["backoff_policy", "may_resend", "RESEND_BACKOFF"]
+from txetcd._errors import LearnerNotSupported, NoLeader, Unavailable
+
+__all__ = ["backoff_policy", "may_resend", "may_resend_after", "member_unfit", "RESEND_BACKOFF"]
 
 
 def backoff_policy(
@@ -51,6 +53,20 @@ def may_resend(*, idempotent: bool, maybe_sent: bool, auth_rejected: bool = Fals
     :param auth_rejected: the server refused the call for its auth token, so applied nothing.
     """
     return idempotent or not maybe_sent or auth_rejected
+
+
+def may_resend_after(error: BaseException, *, idempotent: bool) -> bool:
+    """Whether a call that etcd *answered* with ``error`` may be sent again: a read that met an
+    UNAVAILABLE answer (no leader, leader changed, request timed out, server stopping, a learner
+    that serves no such call), as Go's clientv3 does for its immutable calls. A write answered so
+    may have been applied: its answer decides (see :func:`txetcd._errors.error_from_status`)."""
+    return idempotent and isinstance(error, Unavailable)
+
+
+def member_unfit(error: BaseException) -> bool:
+    """Whether an answer says the member itself cannot serve now (no leader, or a learner), so
+    the next attempt should go to another endpoint."""
+    return isinstance(error, (NoLeader, LearnerNotSupported))
 
 
 #: the wait before a unary call is sent again (a short first wait, then doubling, up to 1 s)

@@ -297,3 +297,91 @@ def test_gateway_calls_that_saw_one_failure_move_on_once() -> None:
     hosts = [u.split("/v3")[0] for u, _ in http.requests]
     assert hosts == ["http://a:2379"] * 3 + ["http://b:2379"] * 3
     assert clock.getDelayedCalls() == []
+
+
+# -- answers that say "not now": reads go again, to another member when this one cannot serve ----
+
+
+class UnfitChannel(FakeChannel):
+    def __init__(self, clock: task.Clock) -> None:
+        super().__init__(clock)
+        self.unfit: List[str] = []
+
+    def endpoint_failed(self, connection: Any, why: str) -> None:
+        self.unfit.append(why)
+
+
+def answered(call: _UnaryCall, code: int, message: str) -> None:
+    call.status, call.status_message = code, message
+    call.stream_ended()
+
+
+@pytest.mark.parametrize(
+    ("message", "unfit"),
+    [
+        ("etcdserver: leader changed", False),
+        ("etcdserver: request timed out", False),
+        ("etcdserver: no leader", True),
+        ("etcdserver: rpc not supported for learner", True),
+    ],
+)
+def test_a_read_answered_unavailable_is_sent_again_after_the_backoff(
+    message: str, unfit: bool
+) -> None:
+    clock = task.Clock()
+    channel = UnfitChannel(clock)
+    call = _UnaryCall(
+        channel,  # type: ignore[arg-type]
+        RANGE,
+        b"",
+        10.0,
+        True,
+        (),
+        lambda m: m,
+    )
+    outcome: List[Any] = []
+    call.deferred.addBoth(outcome.append)
+    channel.dispatch(call)
+    answered(call, 14, message)
+    assert outcome == [] and channel.dispatched == [0.0]
+    assert channel.unfit == ([message] if unfit else [])
+    clock.advance(1.0)
+    assert len(channel.dispatched) == 2
+    call._finish(b"ok")
+    assert outcome == [b"ok"] and clock.getDelayedCalls() == []
+
+
+def test_a_write_answered_no_leader_is_not_sent_again() -> None:
+    clock = task.Clock()
+    channel, call, outcome = unary(clock, idempotent=False)
+    answered(call, 14, "etcdserver: no leader")
+    (err,) = outcome
+    assert type(err.value).__name__ == "NoLeader"
+    assert channel.dispatched == [0.0] and clock.getDelayedCalls() == []
+
+
+def test_a_read_answered_unavailable_fails_once_attempts_are_spent() -> None:
+    clock = task.Clock()
+    channel, call, outcome = unary(clock, idempotent=True, timeout=None)
+    for _ in range(channel.max_attempts - 1):
+        answered(call, 14, "etcdserver: leader changed")
+        clock.advance(1.0)
+    answered(call, 14, "etcdserver: leader changed")
+    (err,) = outcome
+    assert "leader changed" in str(err.value) and len(channel.dispatched) == channel.max_attempts
+    assert clock.getDelayedCalls() == []
+
+
+def test_gateway_read_answered_no_leader_goes_to_the_next_member() -> None:
+    clock = task.Clock()
+    no_leader = HTTPResponse(
+        503, {}, b'{"error":"etcdserver: no leader","code":14,"message":"etcdserver: no leader"}'
+    )
+    channel, http = gateway(clock, [no_leader, OK_RANGE])
+    got: List[Any] = []
+    channel.unary(
+        RANGE, rpc_pb2.RangeRequest(key=b"k"), timeout=5.0, idempotent=True, decode=lambda m: m
+    ).addBoth(got.append)
+    clock.advance(1.0)
+    assert [u.split("/v3")[0] for u, _ in http.requests] == ["http://a:2379", "http://b:2379"]
+    assert got[0].header.revision == 5
