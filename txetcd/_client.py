@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from txetcd._args import NOT_GIVEN, check_bool, check_int, check_timeout
 from txetcd._auth import AuthTransport, Credentials
+from txetcd._authadmin import AuthMethods
 from txetcd._channel import Channel
 from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
@@ -61,7 +62,7 @@ T = TypeVar("T")
 TransportName = Literal["grpc", "gateway"]
 
 
-class Client(LeaseMethods):
+class Client(LeaseMethods, AuthMethods):
     """An etcd v3 client.
 
     :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is

@@ -44,6 +44,18 @@ __all__ = [
     "DatabaseSpaceExceeded",
     "MessageTooLarge",
     "AuthError",
+    "AuthFailed",
+    "InvalidAuthManagement",
+    "NoRootUser",
+    "NoRootRole",
+    "UserNotFound",
+    "UserExists",
+    "RoleNotFound",
+    "RoleExists",
+    "RoleNameEmpty",
+    "RoleNotGranted",
+    "PermissionNotGiven",
+    "PermissionNotGranted",
     "UserNameEmpty",
     "AuthRevisionOld",
     "AuthNotEnabled",
@@ -338,7 +350,8 @@ class LearnerNotSupported(Unavailable):
 
 
 class AuthError(ServerError):
-    """An authentication or authorisation failure."""
+    """An authentication or authorisation failure, or a change of users, roles or permissions
+    that etcd refused."""
 
 
 class Unauthenticated(AuthError):
@@ -374,6 +387,87 @@ class PermissionDenied(AuthError, PermissionError):
     """PERMISSION_DENIED (7), e.g. etcdserver: permission denied."""
 
     code = 7
+
+
+class AuthFailed(AuthError, InvalidArgument):
+    """etcdserver: authentication failed, invalid user ID or password (an unknown user too);
+    also a password given for a user made with ``no_password`` (code 2 from etcd)."""
+
+    code = 3
+
+
+class InvalidAuthManagement(AuthError, InvalidArgument):
+    """etcdserver: invalid auth management: a change that would lock root out (deleting the
+    root user or role, revoking the root role from root) while auth is enabled."""
+
+    code = 3
+
+
+class NoRootUser(AuthError, FailedPrecondition):
+    """etcdserver: root user does not exist: add a ``root`` user before enabling auth."""
+
+    code = 9
+
+
+class NoRootRole(AuthError, FailedPrecondition):
+    """etcdserver: root user does not have root role: grant it before enabling auth."""
+
+    code = 9
+
+
+class UserNotFound(AuthError, FailedPrecondition, KeyError):
+    """etcdserver: user name not found."""
+
+    code = 9
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class UserExists(AuthError, FailedPrecondition):
+    """etcdserver: user name already exists."""
+
+    code = 9
+
+
+class RoleNotFound(AuthError, FailedPrecondition, KeyError):
+    """etcdserver: role name not found (granting a role that does not exist too)."""
+
+    code = 9
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class RoleExists(AuthError, FailedPrecondition):
+    """etcdserver: role name already exists."""
+
+    code = 9
+
+
+class RoleNameEmpty(AuthError, InvalidArgument):
+    """etcdserver: role name is empty."""
+
+    code = 3
+
+
+class RoleNotGranted(AuthError, FailedPrecondition):
+    """etcdserver: role is not granted to the user (revoking a role the user lacks)."""
+
+    code = 9
+
+
+class PermissionNotGiven(AuthError, InvalidArgument):
+    """etcdserver: permission not given (a grant without a permission)."""
+
+    code = 3
+
+
+class PermissionNotGranted(AuthError, FailedPrecondition):
+    """etcdserver: permission is not granted to the role (revoking a permission the role lacks:
+    key and range end must match the grant exactly)."""
+
+    code = 9
 
 
 # -- leases kept alive -------------------------------------------------------------------------
@@ -442,6 +536,19 @@ _BY_MESSAGE: Dict[str, Type[ServerError]] = {
     "etcdserver: revision of auth store is old": AuthRevisionOld,
     "etcdserver: authentication is not enabled": AuthNotEnabled,
     "etcdserver: permission denied": PermissionDenied,
+    "etcdserver: authentication failed, invalid user ID or password": AuthFailed,
+    "auth: authentication failed, password was given for no password user": AuthFailed,
+    "etcdserver: invalid auth management": InvalidAuthManagement,
+    "etcdserver: root user does not exist": NoRootUser,
+    "etcdserver: root user does not have root role": NoRootRole,
+    "etcdserver: user name not found": UserNotFound,
+    "etcdserver: user name already exists": UserExists,
+    "etcdserver: role name not found": RoleNotFound,
+    "etcdserver: role name already exists": RoleExists,
+    "etcdserver: role name is empty": RoleNameEmpty,
+    "etcdserver: role is not granted to the user": RoleNotGranted,
+    "etcdserver: permission not given": PermissionNotGiven,
+    "etcdserver: permission is not granted to the role": PermissionNotGranted,
 }
 
 _BY_CODE: Dict[int, Type[ServerError]] = {

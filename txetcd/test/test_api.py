@@ -9,7 +9,18 @@ import pytest
 from twisted.internet import task
 
 import txetcd
-from txetcd import _client, _errors, _keepalive, _lease, _mirror, _session, _txn, _types, _watch
+from txetcd import (
+    _authadmin,
+    _client,
+    _errors,
+    _keepalive,
+    _lease,
+    _mirror,
+    _session,
+    _txn,
+    _types,
+    _watch,
+)
 from txetcd._args import prefix_range_end
 from txetcd._errors import error_from_status
 from txetcd.test.helpers import grpc_channel
@@ -17,7 +28,18 @@ from txetcd.test.helpers import grpc_channel
 
 def test_root_only_reexports() -> None:
     """Every public name is the very object from its private module, and is documented."""
-    modules = (_client, _errors, _keepalive, _lease, _mirror, _session, _txn, _types, _watch)
+    modules = (
+        _authadmin,
+        _client,
+        _errors,
+        _keepalive,
+        _lease,
+        _mirror,
+        _session,
+        _txn,
+        _types,
+        _watch,
+    )
     for name in txetcd.__all__:
         if name == "__version__":
             continue
