@@ -8,7 +8,7 @@ values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yiel
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Literal, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Literal, Optional, Sequence, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from twisted.internet.defer import Deferred
@@ -18,6 +18,7 @@ from txetcd._args import NOT_GIVEN, check_bool, check_int, check_timeout
 from txetcd._auth import AuthTransport, Credentials
 from txetcd._authadmin import AuthMethods
 from txetcd._channel import Channel
+from txetcd._cluster import ClusterMethods
 from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
     compact_result,
@@ -30,6 +31,7 @@ from txetcd._kv import (
     txn_result,
 )
 from txetcd._lease import LeaseLike, LeaseMethods
+from txetcd._maintenance import MaintenanceMethods
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._proto import rpc_pb2
 from txetcd._tls import PEMSource, TLSOptions, endpoint_factory
@@ -62,7 +64,7 @@ T = TypeVar("T")
 TransportName = Literal["grpc", "gateway"]
 
 
-class Client(LeaseMethods, AuthMethods):
+class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
     """An etcd v3 client.
 
     :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is
@@ -143,6 +145,8 @@ class Client(LeaseMethods, AuthMethods):
         password: Optional[str] = None,
         allow_insecure_credentials: bool = False,
     ) -> None:
+        #: the options as given, for :meth:`_sibling`
+        self._options: Dict[str, Any] = _given_options(locals())
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -203,6 +207,13 @@ class Client(LeaseMethods, AuthMethods):
     def endpoints(self) -> list[str]:
         """The client URLs this client connects to."""
         return list(self._channel.endpoint_urls)
+
+    def _sibling(self, url: str) -> "Client":
+        """A new client of ``url`` alone with this client's options (transport, timeouts,
+        clock, TLS, credentials), for calls aimed at one member; the caller closes it."""
+        options = dict(self._options, reactor=self.reactor, clock=self.clock)
+        options["http_client"] = _sibling_http_client(options.get("http_client"))
+        return Client(url, **options)
 
     def _call(
         self,
@@ -550,6 +561,25 @@ def _make_transport(
         http = _http_client(http_client, reactor, connect_timeout, clock, tls)
         return GatewayChannel(endpoints, reactor, http, clock=clock)
     raise ValueError(f"transport must be 'grpc' or 'gateway', not {transport!r}")
+
+
+def _given_options(given: Dict[str, Any]) -> Dict[str, Any]:
+    """``Client.__init__``'s keyword arguments, from its ``locals()`` before it sets any."""
+    return {name: value for name, value in given.items() if name not in ("self", "endpoints")}
+
+
+def _sibling_http_client(given: Any) -> Any:
+    """The ``http_client`` for a sibling client: closing the sibling must not close the
+    original's pool, so txetcd's own pool is not shared (the sibling makes its own) and a
+    wrapped treq client is shared through its treq client, which the sibling does not own."""
+    from txetcd._http1_pool import PoolClient
+    from txetcd._http1_treq import TreqClient
+
+    if isinstance(given, PoolClient):
+        return None
+    if isinstance(given, TreqClient):
+        return given._client
+    return given
 
 
 def _endpoint_list(endpoints: object) -> list[str]:

@@ -43,6 +43,19 @@ __all__ = [
     "ResourceExhausted",
     "DatabaseSpaceExceeded",
     "MessageTooLarge",
+    "MemberNotFound",
+    "MemberExists",
+    "PeerURLExists",
+    "InvalidPeerURLs",
+    "NotEnoughStartedMembers",
+    "MemberNotLearner",
+    "LearnerNotReady",
+    "TooManyLearners",
+    "NotLeader",
+    "BadLeaderTransferee",
+    "UnhealthyCluster",
+    "ClusterCorrupt",
+    "SnapshotChecksumMismatch",
     "AuthError",
     "AuthFailed",
     "InvalidAuthManagement",
@@ -349,6 +362,75 @@ class LearnerNotSupported(Unavailable):
     """etcdserver: rpc not supported for learner."""
 
 
+# -- cluster membership and maintenance -----------------------------------------------------
+
+
+class MemberNotFound(NotFound):
+    """etcdserver: member not found (no member has that ID).
+
+    A :meth:`~txetcd.Client.member_add` can get it too: etcd derives a new member's ID from its
+    peer URLs and the time in whole seconds, so re-adding the peer URLs of a member removed in
+    the same second computes the removed member's ID. Wait a second and add it again.
+    """
+
+
+class MemberExists(FailedPrecondition):
+    """etcdserver: member ID already exist."""
+
+
+class PeerURLExists(FailedPrecondition):
+    """etcdserver: Peer URLs already exists (another member has one of those peer URLs)."""
+
+
+class InvalidPeerURLs(InvalidArgument):
+    """etcdserver: given member URLs are invalid."""
+
+
+class NotEnoughStartedMembers(FailedPrecondition):
+    """etcdserver: re-configuration failed due to not enough started members (the change
+    would leave the cluster without a quorum of started members; etcd answers it with
+    UNKNOWN, code 2)."""
+
+
+class MemberNotLearner(FailedPrecondition):
+    """etcdserver: can only promote a learner member (the member is a voting member
+    already)."""
+
+
+class LearnerNotReady(FailedPrecondition):
+    """etcdserver: can only promote a learner member which is in sync with leader (not
+    started yet, or still catching up: try again later)."""
+
+
+class TooManyLearners(FailedPrecondition):
+    """etcdserver: too many learner members in cluster (etcd 3.5 allows one)."""
+
+
+class NotLeader(FailedPrecondition):
+    """etcdserver: not leader (a call that only the leader serves, such as MoveLeader, went to
+    a follower)."""
+
+
+class BadLeaderTransferee(FailedPrecondition):
+    """etcdserver: bad leader transferee (MoveLeader to an unknown member or a learner)."""
+
+
+class UnhealthyCluster(Unavailable):
+    """etcdserver: unhealthy cluster (a membership change refused because the cluster would
+    lose its quorum of healthy members)."""
+
+
+class ClusterCorrupt(ServerError):
+    """etcdserver: corrupt cluster (the CORRUPT alarm is raised; code DATA_LOSS, 15)."""
+
+    code = 15
+
+
+class SnapshotChecksumMismatch(ClientError):
+    """A snapshot's data does not match the SHA-256 etcd sent after it (or it ended before
+    one): the snapshot is not saved."""
+
+
 class AuthError(ServerError):
     """An authentication or authorisation failure, or a change of users, roles or permissions
     that etcd refused."""
@@ -526,6 +608,21 @@ _BY_MESSAGE: Dict[str, Type[ServerError]] = {
     "etcdserver: lease already exists": LeaseExists,
     "etcdserver: too large lease TTL": LeaseTTLTooLarge,
     "etcdserver: mvcc: database space exceeded": DatabaseSpaceExceeded,
+    "etcdserver: no space": DatabaseSpaceExceeded,
+    "etcdserver: member not found": MemberNotFound,
+    "etcdserver: member ID already exist": MemberExists,
+    "etcdserver: Peer URLs already exists": PeerURLExists,
+    "etcdserver: given member URLs are invalid": InvalidPeerURLs,
+    "etcdserver: re-configuration failed due to not enough started members": (
+        NotEnoughStartedMembers
+    ),
+    "etcdserver: can only promote a learner member": MemberNotLearner,
+    "etcdserver: can only promote a learner member which is in sync with leader": LearnerNotReady,
+    "etcdserver: too many learner members in cluster": TooManyLearners,
+    "etcdserver: not leader": NotLeader,
+    "etcdserver: bad leader transferee": BadLeaderTransferee,
+    "etcdserver: unhealthy cluster": UnhealthyCluster,
+    "etcdserver: corrupt cluster": ClusterCorrupt,
     "etcdserver: no leader": NoLeader,
     "etcdserver: request timed out": RequestTimedOut,
     "etcdserver: request timed out, possibly due to previous leader failure": RequestTimedOut,
@@ -564,6 +661,7 @@ _BY_CODE: Dict[int, Type[ServerError]] = {
     12: Unimplemented,
     13: Internal,
     14: Unavailable,
+    15: ClusterCorrupt,
     16: Unauthenticated,
 }
 
