@@ -133,6 +133,9 @@ class Channel:
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
         self.max_attempts = max_attempts
+        #: resends of one call after "not now" answers (no leader, leader changed): with the
+        #: resend backoff (up to 1 s apart) about 8 s, bounded by the call's deadline too
+        self.max_waits = 12
         self.endpoint_factory = endpoint_factory or self._default_endpoint
         self.closed = False
         self.connection: Optional[H2Connection] = None

@@ -35,7 +35,7 @@ from txetcd._maintenance import MaintenanceMethods
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._proto import rpc_pb2
 from txetcd._tls import PEMSource, TLSOptions, endpoint_factory
-from txetcd._transport import Method, Transport
+from txetcd._transport import REQUIRE_LEADER, Method, Transport
 from txetcd._txn import (
     Compare,
     Op,
@@ -223,10 +223,24 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         *,
         idempotent: bool,
         timeout: Any,
+        leader: bool = False,
     ) -> "Deferred[T]":
-        """The one call path every unary method of the client goes through."""
+        """The one call path every unary method of the client goes through.
+
+        ``leader``: the call needs the cluster's leader (KV, txn, leases): it is sent with
+        ``hasleader``, so a member without one refuses it before proposing anything, and the
+        call waits for a leader (within its deadline) instead of timing out with an unknown
+        outcome. Calls a member answers alone (status, member list) leave it False.
+        """
         t = self.timeout if timeout is NOT_GIVEN else check_timeout(timeout)
-        return self._channel.unary(method, request, timeout=t, idempotent=idempotent, decode=decode)
+        return self._channel.unary(
+            method,
+            request,
+            timeout=t,
+            idempotent=idempotent,
+            decode=decode,
+            metadata=REQUIRE_LEADER if leader else (),
+        )
 
     # -- reads -----------------------------------------------------------------------------
     def get(
@@ -281,7 +295,9 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
             min_create_revision=min_create_revision,
             max_create_revision=max_create_revision,
         )
-        return self._call(RANGE, req, range_result, idempotent=True, timeout=timeout)
+        return self._call(
+            RANGE, req, range_result, idempotent=True, timeout=timeout, leader=not serializable
+        )
 
     def get_prefix(
         self,
@@ -389,7 +405,7 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
             ignore_value=ignore_value,
             ignore_lease=ignore_lease,
         )
-        return self._call(PUT, req, put_result, idempotent=False, timeout=timeout)
+        return self._call(PUT, req, put_result, idempotent=False, timeout=timeout, leader=True)
 
     def delete(
         self,
@@ -406,7 +422,9 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         delete that finds nothing is not an error (and makes no new revision).
         """
         req = delete_request(key, range_end, prefix=prefix, prev_kv=prev_kv)
-        return self._call(DELETE_RANGE, req, delete_result, idempotent=False, timeout=timeout)
+        return self._call(
+            DELETE_RANGE, req, delete_result, idempotent=False, timeout=timeout, leader=True
+        )
 
     def delete_prefix(
         self, prefix: Union[bytes, str], *, prev_kv: bool = False, timeout: Any = NOT_GIVEN
@@ -439,7 +457,7 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         is retried like a get; one that writes is never re-sent once it may have been seen.
         """
         req, read_only = txn_request(compare, success, failure)
-        return self._call(TXN, req, txn_result, idempotent=read_only, timeout=timeout)
+        return self._call(TXN, req, txn_result, idempotent=read_only, timeout=timeout, leader=True)
 
     def compact(
         self, revision: int, *, physical: bool = False, timeout: Any = NOT_GIVEN

@@ -41,7 +41,7 @@ from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
-from txetcd._transport import Capabilities, Metadata, Method
+from txetcd._transport import REQUIRE_LEADER, Capabilities, Metadata, Method
 
 __all__ = ["GatewayChannel"]
 
@@ -110,6 +110,7 @@ class _Unary:
         "direct",
         "lines",
         "endpoint",
+        "waits",
     )
 
     def __init__(
@@ -134,6 +135,7 @@ class _Unary:
         self.direct = DIRECT.get(decode)
         self.lines = method.path in _LINES  # the answer is stream lines ({"result": ...})
         self.endpoint = 0  # the index of the endpoint the last attempt went to
+        self.waits = 0  # resends after "not now" answers
 
     def __call__(self, n: int) -> "Deferred[Any]":
         channel = self.channel
@@ -177,17 +179,21 @@ class _Unary:
             channel._endpoint_failed(self.endpoint)  # the next attempt, and the next call, go on
             if not may_resend(idempotent=self.idempotent, maybe_sent=err.maybe_sent):
                 return failure
+            spent = n >= channel.max_attempts
+            delay = RESEND_BACKOFF(n - 1)
         elif may_resend_after(err, idempotent=self.idempotent):
             if member_unfit(err):
                 channel._endpoint_failed(self.endpoint)
+            self.waits += 1  # "not now" answers have a budget of their own, as on gRPC
+            spent = self.waits > channel.max_waits
+            delay = RESEND_BACKOFF(self.waits - 1)
         else:
             return failure
-        delay = RESEND_BACKOFF(n - 1)
         deadline = self.deadline
         clock = channel.clock
         if (
             channel.closed
-            or n >= channel.max_attempts
+            or spent
             or (deadline is not None and clock.seconds() + delay >= deadline)
         ):
             return failure
@@ -199,11 +205,16 @@ def gateway_headers(metadata: Metadata) -> Any:
     token as ``Authorization``, the rest as ``Grpc-Metadata-<name>``)."""
     if not metadata:
         return _JSON
+    if metadata is REQUIRE_LEADER:
+        return _JSON_REQUIRE_LEADER
     return (
         _JSON
         + tuple((b"grpc-metadata-" + k, v) for k, v in metadata if k != b"token")
         + tuple((b"authorization", v) for k, v in metadata if k == b"token")
     )
+
+
+_JSON_REQUIRE_LEADER = _JSON + tuple((b"grpc-metadata-" + k, v) for k, v in REQUIRE_LEADER)
 
 
 class GatewayChannel:
@@ -237,6 +248,7 @@ class GatewayChannel:
         self.clock = reactor if clock is None else clock
         self.http = http
         self.max_attempts = max_attempts
+        self.max_waits = 12  # resends after "not now" answers, as on the gRPC channel
         self.closed = False
         self._index = 0
 

@@ -36,7 +36,7 @@ from txetcd._h2frames import (
 )
 from txetcd._http2 import H2Stream
 from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
-from txetcd._transport import Metadata, Method
+from txetcd._transport import REQUIRE_LEADER, Metadata, Method
 
 if TYPE_CHECKING:
     from txetcd._channel import Channel
@@ -51,10 +51,14 @@ def _timeout_header(seconds: float) -> bytes:
 
 
 def _metadata_block(metadata: Metadata) -> bytes:
+    if metadata is REQUIRE_LEADER:
+        return _REQUIRE_LEADER_BLOCK  # on almost every call: encoded once
     return b"".join(
         encode_literal(k, v, sensitive=k in (b"token", b"authorization")) for k, v in metadata
     )
 
+
+_REQUIRE_LEADER_BLOCK = b"".join(encode_literal(k, v) for k, v in REQUIRE_LEADER)
 
 _HTTP_TO_GRPC = {400: 13, 401: 16, 403: 7, 404: 12, 429: 14, 502: 14, 503: 14, 504: 14}
 
@@ -123,6 +127,7 @@ class _UnaryCall(_Call):
         self.path = method.path
         self.payload = payload
         self.resend_timer: Optional[IDelayedCall] = None
+        self.waits = 0  # resends after "not now" answers (see _schedule_resend)
         self.idempotent = idempotent
         self.metadata = metadata
         self.attempts = 0
@@ -187,20 +192,30 @@ class _UnaryCall(_Call):
             self._finish_error(ProtocolViolation("stream ended without a grpc-status"))
         else:
             err = error_from_status(status, self.status_message, mutation=not self.idempotent)
-            if may_resend_after(err, idempotent=self.idempotent) and self._schedule_resend():
+            if may_resend_after(err, idempotent=self.idempotent) and self._schedule_resend(True):
                 if member_unfit(err):  # the next attempt goes to another member
                     self.channel.endpoint_failed(self.connection, str(err))
                 return
             self._finish_error(err)
 
-    def _schedule_resend(self) -> bool:
-        """Send this call again after the resend backoff, if attempts and the deadline allow."""
+    def _schedule_resend(self, answered: bool = False) -> bool:
+        """Send this call again after the resend backoff, if attempts and the deadline allow.
+
+        ``answered``: etcd answered "not now" (no leader, leader changed): such waits have a
+        budget of their own (``channel.max_waits``), long enough to outlast an election.
+        """
         channel = self.channel
-        delay = RESEND_BACKOFF(self.attempts - 1)
+        if answered:
+            self.waits += 1
+            spent = self.waits > channel.max_waits
+            delay = RESEND_BACKOFF(self.waits - 1)
+        else:
+            spent = self.attempts >= channel.max_attempts
+            delay = RESEND_BACKOFF(self.attempts - 1)
         deadline = self.deadline
         if (
             channel.closed
-            or self.attempts >= channel.max_attempts
+            or spent
             or (deadline is not None and channel.clock.seconds() + delay >= deadline)
         ):
             return False

@@ -229,6 +229,7 @@ class LeaseMethods:
             *,
             idempotent: bool,
             timeout: Any,
+            leader: bool = False,
         ) -> "Deferred[T]": ...
 
     _lease_hub: Optional[_KeepAliveHub] = None
@@ -260,7 +261,12 @@ class LeaseMethods:
         if lease_id is not None:
             req.ID = check_lease_id(lease_id)
         return self._call(
-            LEASE_GRANT, req, _grant_result, idempotent=False, timeout=self._lease_timeout(timeout)
+            LEASE_GRANT,
+            req,
+            _grant_result,
+            idempotent=False,
+            timeout=self._lease_timeout(timeout),
+            leader=True,
         )
 
     def revoke(
@@ -278,6 +284,7 @@ class LeaseMethods:
             _revoke_result,
             idempotent=False,
             timeout=self._lease_timeout(timeout),
+            leader=True,
         )
 
     def time_to_live(
@@ -293,6 +300,7 @@ class LeaseMethods:
             _time_to_live_result,
             idempotent=True,
             timeout=self._lease_timeout(timeout),
+            leader=True,
         )
 
     def leases(self, *, timeout: Any = _NOT_GIVEN) -> "Deferred[LeasesResult]":
@@ -303,6 +311,7 @@ class LeaseMethods:
             _leases_result,
             idempotent=True,
             timeout=self._lease_timeout(timeout),
+            leader=True,
         )
 
     def keepalive_once(
@@ -322,6 +331,7 @@ class LeaseMethods:
             _keepalive_result,
             idempotent=True,
             timeout=self._lease_timeout(timeout),
+            leader=True,
         )
         return d.addCallback(_alive(lease_id))
 

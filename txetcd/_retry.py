@@ -58,8 +58,13 @@ def may_resend(*, idempotent: bool, maybe_sent: bool, auth_rejected: bool = Fals
 def may_resend_after(error: BaseException, *, idempotent: bool) -> bool:
     """Whether a call that etcd *answered* with ``error`` may be sent again: a read that met an
     UNAVAILABLE answer (no leader, leader changed, request timed out, server stopping, a learner
-    that serves no such call), as Go's clientv3 does for its immutable calls. A write answered so
-    may have been applied: its answer decides (see :func:`txetcd._errors.error_from_status`)."""
+    that serves no such call), as Go's clientv3 does for its immutable calls; and any call
+    answered ``no leader`` (sent with ``hasleader``, it was refused before anything was
+    proposed), so calls made during an election wait for the new leader within their deadline.
+    A write answered otherwise may have been applied: its answer decides (see
+    :func:`txetcd._errors.error_from_status`)."""
+    if isinstance(error, NoLeader):
+        return True  # asked with hasleader: refused before anything was proposed
     return idempotent and isinstance(error, Unavailable)
 
 

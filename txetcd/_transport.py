@@ -29,12 +29,17 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol, Sequence, Tupl
 
 from twisted.internet.defer import Deferred
 
-__all__ = ["Capabilities", "Metadata", "Method", "Stream", "Transport"]
+__all__ = ["Capabilities", "Metadata", "Method", "REQUIRE_LEADER", "Stream", "Transport"]
 
 T = TypeVar("T")
 
 #: extra request metadata: (lower-case name, value) pairs
 Metadata = Sequence[Tuple[bytes, bytes]]
+
+#: etcd's ``hasleader`` metadata: a member without a leader answers ``no leader`` at once,
+#: before anything is proposed (so the call may be sent again, a write included), instead of
+#: holding the call until it times out with an uncertain outcome
+REQUIRE_LEADER: Metadata = ((b"hasleader", b"true"),)
 
 
 class Method(NamedTuple):

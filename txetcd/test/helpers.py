@@ -370,6 +370,7 @@ class FakeClient(LeaseMethods):
         *,
         idempotent: bool,
         timeout: Any,
+        leader: bool = False,
     ) -> "defer.Deferred[Any]":
         d: defer.Deferred[Any] = defer.Deferred()
         self.calls.append(Call(method, request, idempotent, timeout, d, decode))

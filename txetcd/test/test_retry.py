@@ -74,6 +74,7 @@ class FakeChannel:
     """What a _UnaryCall needs of its channel: a clock, dispatch, the resend bookkeeping."""
 
     max_attempts = 3
+    max_waits = 4
 
     def __init__(self, clock: task.Clock) -> None:
         self.clock = clock
@@ -351,25 +352,45 @@ def test_a_read_answered_unavailable_is_sent_again_after_the_backoff(
     assert outcome == [b"ok"] and clock.getDelayedCalls() == []
 
 
-def test_a_write_answered_no_leader_is_not_sent_again() -> None:
-    clock = task.Clock()
-    channel, call, outcome = unary(clock, idempotent=False)
-    answered(call, 14, "etcdserver: no leader")
-    (err,) = outcome
-    assert type(err.value).__name__ == "NoLeader"
-    assert channel.dispatched == [0.0] and clock.getDelayedCalls() == []
-
-
-def test_a_read_answered_unavailable_fails_once_attempts_are_spent() -> None:
+def test_a_read_answered_unavailable_fails_once_its_waits_are_spent() -> None:
+    """ "Not now" answers have a budget of their own (long enough for an election), apart
+    from the attempts a broken connection may take."""
     clock = task.Clock()
     channel, call, outcome = unary(clock, idempotent=True, timeout=None)
-    for _ in range(channel.max_attempts - 1):
+    for _ in range(channel.max_waits):
         answered(call, 14, "etcdserver: leader changed")
         clock.advance(1.0)
     answered(call, 14, "etcdserver: leader changed")
     (err,) = outcome
-    assert "leader changed" in str(err.value) and len(channel.dispatched) == channel.max_attempts
+    assert "leader changed" in str(err.value)
+    assert len(channel.dispatched) == channel.max_waits + 1 > channel.max_attempts
     assert clock.getDelayedCalls() == []
+
+
+def test_a_write_answered_no_leader_waits_for_a_leader() -> None:
+    """Sent with hasleader, a write refused for want of a leader was never proposed: it goes
+    again after the backoff, to another member first."""
+    clock = task.Clock()
+    channel = UnfitChannel(clock)
+    call = _UnaryCall(
+        channel,  # type: ignore[arg-type]
+        PUT,
+        b"",
+        10.0,
+        False,
+        (),
+        lambda m: m,
+    )
+    outcome: List[Any] = []
+    call.deferred.addBoth(outcome.append)
+    channel.dispatch(call)
+    answered(call, 14, "etcdserver: no leader")
+    assert outcome == [] and channel.unfit == ["etcdserver: no leader"]
+    clock.advance(1.0)
+    assert len(channel.dispatched) == 2
+    answered(call, 14, "etcdserver: leader changed")  # an uncertain answer to a write: the end
+    (err,) = outcome
+    assert isinstance(err.value, OutcomeUnknown) and clock.getDelayedCalls() == []
 
 
 def test_gateway_read_answered_no_leader_goes_to_the_next_member() -> None:
