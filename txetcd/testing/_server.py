@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+from txetcd.testing._cluster import ClusterControl
 from txetcd.testing._process import (
     TAIL_LINES,
     EtcdStartError,
@@ -378,7 +379,7 @@ class EtcdServer:
         self.stop()
 
 
-class EtcdCluster:
+class EtcdCluster(ClusterControl):
     """A cluster of ``size`` etcd members on 127.0.0.1, each a child process.
 
     ``start()`` launches every member and waits until each is healthy (has a leader);
