@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, Any, List, Optional, Protocol, Sequence, Tuple, TypeVar
+from typing import IO, Any, Dict, List, Optional, Protocol, Sequence, Tuple, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
@@ -25,6 +26,15 @@ from txetcd.testing._process import (
     healthy,
     healthy_async,
     output_tail,
+)
+from txetcd.testing._secure import (
+    TestCertificates,
+    TLSFiles,
+    check_security,
+    client_options,
+    enable_auth,
+    enable_auth_async,
+    etcd_security_args,
 )
 
 __all__ = [
@@ -172,6 +182,22 @@ class EtcdServer:
     :param binary: the etcd binary; :func:`etcd_binary` by default (:func:`etcd34_binary` for
         etcd 3.4). The logging flags are chosen by its ``--version`` (3.4 is asked for zap).
     :param startup_timeout: seconds to wait for the member to become healthy.
+
+    Secured servers (see :ref:`the testing docs <secured-etcd>`):
+
+    :param tls: serve ``https://`` client URLs, with certificates made for this server (a CA, a
+        server certificate for ``127.0.0.1`` and ``localhost``, a client certificate whose
+        common name is ``root``) with ``trustme``. Their files are :attr:`ca_cert`,
+        :attr:`client_cert` and :attr:`client_key` once started. ``/health`` is then polled on
+        a plain-HTTP metrics URL (``--listen-metrics-urls``).
+    :param client_cert_auth: with ``tls``: etcd only takes clients presenting a certificate
+        from the CA (``--client-cert-auth --trusted-ca-file``).
+    :param auth: switch etcd's auth on after the first start: a ``root`` user with
+        ``root_password`` (a random one, in :attr:`root_password`, when not given) holding the
+        ``root`` role, then AuthEnable.
+    :param root_password: root's password, with ``auth``.
+    :param auth_token_ttl: ``--auth-token-ttl``: seconds an unused simple token lives (etcd's
+        default: 300).
     """
 
     def __init__(
@@ -181,13 +207,37 @@ class EtcdServer:
         binary: Optional[str] = None,
         startup_timeout: float = 30.0,
         name: str = "txetcd-test",
+        tls: bool = False,
+        client_cert_auth: bool = False,
+        auth: bool = False,
+        root_password: Optional[str] = None,
+        auth_token_ttl: Optional[int] = None,
     ) -> None:
+        check_security(tls, client_cert_auth, auth, root_password, auth_token_ttl)
         self.extra_args = list(extra_args)
         self.binary = binary or etcd_binary()
         self.startup_timeout = startup_timeout
         self.name = name
+        self.tls = tls
+        self.client_cert_auth = client_cert_auth
+        self.auth = auth
+        #: root's password when ``auth`` is on (given, or made up)
+        self.root_password: Optional[str] = None
+        if auth:
+            self.root_password = root_password or secrets.token_urlsafe(18)
+        self.auth_token_ttl = auth_token_ttl
+        #: the certificates of a ``tls`` server (shared by the members of a cluster)
+        self.certificates: Optional[TestCertificates] = TestCertificates() if tls else None
+        self._tls_files: Optional[TLSFiles] = None
+        #: the PEM files of a ``tls`` server once started: the CA (give it to clients as
+        #: ``ca_cert``), the client certificate (common name ``root``) and its key
+        self.ca_cert: Optional[str] = None
+        self.client_cert: Optional[str] = None
+        self.client_key: Optional[str] = None
         self.client_port = 0
         self.peer_port = 0
+        #: the plain-HTTP metrics URL's port (``/health``) of a ``tls`` server, else 0
+        self.metrics_port = 0
         self.data_dir: Optional[str] = None
         #: ``--initial-cluster`` when this member is one of an :class:`EtcdCluster`
         self.initial_cluster: Optional[str] = None
@@ -196,8 +246,24 @@ class EtcdServer:
 
     @property
     def endpoint(self) -> str:
-        """The client URL, ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.client_port}"
+        """The client URL, ``http://127.0.0.1:PORT`` (``https://`` with ``tls``)."""
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` with ``tls``, else ``"http"``."""
+        return "https" if self.tls else "http"
+
+    def client_options(self) -> Dict[str, Any]:
+        """Keyword arguments for a :class:`txetcd.Client` of this server: ``ca_cert`` (and
+        ``cert``/``key`` with ``client_cert_auth``) for ``tls``; ``user="root"``,
+        ``password`` for ``auth`` (and ``allow_insecure_credentials`` without ``tls``)."""
+        return client_options(self)
+
+    @property
+    def _health_port(self) -> int:
+        """Where ``/health`` answers in plain HTTP: the metrics URL with ``tls``."""
+        return self.metrics_port if self.tls else self.client_port
 
     @property
     def pid(self) -> Optional[int]:
@@ -251,6 +317,8 @@ class EtcdServer:
                 try:
                     self._launch()
                     await self._wait_healthy(waiter, poll_interval)
+                    if first and self.auth:
+                        await waiter.enable_auth(self)
                     return self
                 except _PortTaken:
                     if not first or attempt == _PORT_ATTEMPTS:
@@ -266,7 +334,7 @@ class EtcdServer:
         deadline = waiter.seconds() + self.startup_timeout
         while True:
             self._check_alive()
-            if await waiter.healthy(self.client_port):
+            if await waiter.healthy(self._health_port):
                 return
             if waiter.seconds() >= deadline:
                 raise self._not_healthy()
@@ -279,11 +347,26 @@ class EtcdServer:
         if self.data_dir is not None:
             return False
         self.data_dir = tempfile.mkdtemp(prefix="txetcd-etcd-")
+        self._write_tls_files()
         self._pick_ports()
         return True
 
     def _pick_ports(self) -> None:
         self.client_port, self.peer_port = free_port(), free_port()
+        if self.tls:
+            self.metrics_port = free_port()
+
+    def _write_tls_files(self) -> None:
+        """The certificates as files in the data dir (``tls``)."""
+        if self.certificates is not None:
+            assert self.data_dir is not None
+            files = self.certificates.write(os.path.join(self.data_dir, "tls"))
+            self._tls_files = files
+            self.ca_cert, self.client_cert, self.client_key = (
+                files.ca_cert,
+                files.client_cert,
+                files.client_key,
+            )
 
     def _abandon(self, first: bool) -> None:
         """After a failed start: no process; no data dir either if it was the first start."""
@@ -293,7 +376,7 @@ class EtcdServer:
 
     def _launch(self) -> None:
         assert self.data_dir is not None
-        client = f"http://127.0.0.1:{self.client_port}"
+        client = self.endpoint
         peer = f"http://127.0.0.1:{self.peer_port}"
         args = [
             self.binary,
@@ -312,6 +395,7 @@ class EtcdServer:
             "--initial-cluster",
             self.initial_cluster or f"{self.name}={peer}",
             *_log_flags(self.binary),
+            *etcd_security_args(self),
             *self.extra_args,
         ]
         self._close_log()
@@ -366,6 +450,7 @@ class EtcdServer:
         if self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
+            self._tls_files = self.ca_cert = self.client_cert = self.client_key = None
 
     def _close_log(self) -> None:
         if self._log is not None:
@@ -387,6 +472,10 @@ class EtcdCluster(ClusterControl):
     does not block the reactor) take one member down and bring it back; ``stop()`` kills them all
     and removes their data. A failed ``start()`` stops every member and raises
     :class:`EtcdStartError`. Usable as a context manager.
+
+    ``tls``, ``client_cert_auth``, ``auth``, ``root_password`` and ``auth_token_ttl`` are as
+    for :class:`EtcdServer` (the members share one set of certificates; auth is switched on
+    once, through the first member). Members talk to each other over plain HTTP.
     """
 
     def __init__(
@@ -396,13 +485,41 @@ class EtcdCluster(ClusterControl):
         *,
         binary: Optional[str] = None,
         startup_timeout: float = 30.0,
+        tls: bool = False,
+        client_cert_auth: bool = False,
+        auth: bool = False,
+        root_password: Optional[str] = None,
+        auth_token_ttl: Optional[int] = None,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one member")
+        check_security(tls, client_cert_auth, auth, root_password, auth_token_ttl)
+        if auth and root_password is None:
+            root_password = secrets.token_urlsafe(18)
         self.members = [
-            EtcdServer(extra_args, binary=binary, startup_timeout=startup_timeout, name=f"m{i}")
+            EtcdServer(
+                extra_args,
+                binary=binary,
+                startup_timeout=startup_timeout,
+                name=f"m{i}",
+                tls=tls,
+                client_cert_auth=client_cert_auth,
+                auth=auth,
+                root_password=root_password,
+                auth_token_ttl=auth_token_ttl,
+            )
             for i in range(size)
         ]
+        for m in self.members[1:]:
+            m.certificates = self.members[0].certificates
+        self.auth = auth
+        #: root's password when ``auth`` is on
+        self.root_password = root_password
+
+    def client_options(self) -> Dict[str, Any]:
+        """Keyword arguments for a :class:`txetcd.Client` of the cluster (see
+        :meth:`EtcdServer.client_options`)."""
+        return self.members[0].client_options()
 
     @property
     def endpoints(self) -> List[str]:
@@ -413,6 +530,7 @@ class EtcdCluster(ClusterControl):
         """Start every member together, then wait until each is healthy."""
         for m in self.members:
             m.data_dir = tempfile.mkdtemp(prefix=f"txetcd-{m.name}-")
+            m._write_tls_files()
             m._pick_ports()
         initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
         try:
@@ -421,6 +539,8 @@ class EtcdCluster(ClusterControl):
                 m._launch()
             for m in self.members:
                 _fired(Deferred.fromCoroutine(m._wait_healthy(_Blocking(), 0.05)))
+            if self.auth:
+                _fired(_Blocking().enable_auth(self.members[0]))
         except BaseException:
             self.stop()
             raise
@@ -451,6 +571,8 @@ class _Waiter(Protocol):
 
     def pause(self, seconds: float) -> "Deferred[None]": ...
 
+    def enable_auth(self, server: EtcdServer) -> "Deferred[None]": ...
+
 
 class _OnReactor:
     """Health checks and pauses on a reactor: :meth:`EtcdServer.start_async`."""
@@ -467,6 +589,12 @@ class _OnReactor:
     def pause(self, seconds: float) -> "Deferred[None]":
         return deferLater(self.reactor, seconds, lambda: None)
 
+    def enable_auth(self, server: EtcdServer) -> "Deferred[None]":
+        assert server.root_password is not None
+        return Deferred.fromCoroutine(
+            enable_auth_async(server, server.root_password, self.reactor, server.startup_timeout)
+        )
+
 
 class _Blocking:
     """Health checks and pauses that block, for :meth:`EtcdServer.start`: every Deferred they
@@ -480,6 +608,11 @@ class _Blocking:
 
     def pause(self, seconds: float) -> "Deferred[None]":
         time.sleep(seconds)
+        return succeed(None)
+
+    def enable_auth(self, server: EtcdServer) -> "Deferred[None]":
+        assert server.root_password is not None
+        enable_auth(server, server.root_password, server.startup_timeout)
         return succeed(None)
 
 

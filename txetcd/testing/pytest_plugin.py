@@ -8,6 +8,10 @@ Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.
 - ``etcd_v2_server``: a real etcd with the v2 API on, for the whole session, once per version:
   ``"3.5"`` (:func:`~txetcd.testing.etcd_binary`) and ``"3.4"``
   (:func:`~txetcd.testing.etcd34_binary`; skipped when there is none).
+- ``etcd_tls_server``: a real etcd serving ``https://`` with certificates made for it, for the
+  session (``ca_cert``, ``client_cert``, ``client_key``: see :class:`~txetcd.testing.EtcdServer`).
+- ``etcd_auth_server``: a real etcd with auth on, for the session (user ``root``, password
+  ``root_password``; ``Client(server.endpoint, **server.client_options())`` logs in as root).
 - ``etcd_client``: a :class:`txetcd.Client` on ``etcd_server``, closed after the test.
 - ``etcd_prefix``: a key prefix unique to the test, so tests sharing a server do not collide.
 - ``etcd_proxy`` / ``etcd_proxy_private``: a :class:`~txetcd.testing.TCPProxy` in front of
@@ -39,6 +43,21 @@ def etcd_server_private() -> Iterator[EtcdServer]:
     server.restart(reactor)`` in a test that runs on the reactor, which a blocking ``start()``
     would freeze)."""
     with EtcdServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def etcd_tls_server() -> Iterator[EtcdServer]:
+    """A real etcd serving ``https://`` (``EtcdServer(tls=True)``), shared by the session."""
+    with EtcdServer(tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def etcd_auth_server() -> Iterator[EtcdServer]:
+    """A real etcd with auth on (``EtcdServer(auth=True)``: root / ``root_password``), shared by
+    the session: tests that add users or roles should give them names of their own."""
+    with EtcdServer(auth=True) as server:
         yield server
 
 
