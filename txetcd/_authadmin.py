@@ -261,8 +261,8 @@ class AuthMethods:
         """Turn authentication on: from then on every call needs a user's token.
 
         A ``root`` user holding the ``root`` role must exist first, else it fails with
-        :class:`~txetcd.NoRootUser` or :class:`~txetcd.NoRootRole`. Enabling it again is not
-        an error.
+        :class:`~txetcd.NoRootUser` or :class:`~txetcd.NoRootRole`. Enabling it again (as root)
+        is not an error.
         """
         return self._call(
             AUTH_ENABLE,
