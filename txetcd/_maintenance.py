@@ -415,7 +415,7 @@ class MaintenanceMethods:
 
     def alarm_disarm(
         self,
-        member_id: Union[MemberLike, int] = 0,
+        member_id: MemberLike = 0,
         alarm: AlarmName = AlarmType.NONE,
         *,
         timeout: Any = NOT_GIVEN,

@@ -154,33 +154,46 @@ class ClusterControl:
         """Add a learner (blocking): :meth:`new_member`, ``member/add`` as a learner through a
         running member (again while etcd answers ``unhealthy cluster``, as it does until every
         voting member has been connected for 5 s), :meth:`start_member`; return its index."""
-        index = self._add_learner()
-        self.start_member(index)
-        return index
-
-    def add_learner_async(self, reactor: Any) -> "Deferred[int]":
-        """:meth:`add_learner`, starting the learner without blocking ``reactor`` (the
-        ``member/add`` call itself is a quick blocking loopback call)."""
-        index = self._add_learner()
-        return self.start_member_async(index, reactor).addCallback(lambda _: index)
-
-    def _add_learner(self) -> int:
         index = self.new_member()
-        body = {"peerURLs": [self.peer_url(index)], "isLearner": True}
         deadline = time.monotonic() + self.members[0].startup_timeout
         try:
-            while True:
-                try:
-                    _post(self._running_port(), "/v3/cluster/member/add", body, 10.0)
-                    return index
-                except RuntimeError as e:
-                    # etcd refuses changes until every voter has been connected for 5 s
-                    if "unhealthy cluster" not in str(e) or time.monotonic() >= deadline:
-                        raise
+            while not self._learner_added(index, time.monotonic() >= deadline):
                 time.sleep(0.1)
         except BaseException:
             self.members.pop().stop()
             raise
+        self.start_member(index)
+        return index
+
+    def add_learner_async(self, reactor: Any) -> "Deferred[int]":
+        """:meth:`add_learner` without blocking ``reactor`` (each ``member/add`` is a quick
+        blocking loopback call)."""
+        return Deferred.fromCoroutine(self._add_learner_async(reactor))
+
+    async def _add_learner_async(self, reactor: Any) -> int:
+        index = self.new_member()
+        deadline = reactor.seconds() + self.members[0].startup_timeout
+        try:
+            while not self._learner_added(index, reactor.seconds() >= deadline):
+                await deferLater(reactor, 0.1, lambda: None)
+        except BaseException:
+            self.members.pop().stop()
+            raise
+        await self.start_member_async(index, reactor)
+        return index
+
+    def _learner_added(self, index: int, last: bool) -> bool:
+        """Ask for member ``index`` as a learner; False if etcd said "not now" (unless
+        ``last``: then that is raised)."""
+        body = {"peerURLs": [self.peer_url(index)], "isLearner": True}
+        try:
+            _post(self._running_port(), "/v3/cluster/member/add", body, 10.0)
+        except RuntimeError as e:
+            # etcd refuses changes until every voter has been connected for 5 s
+            if "unhealthy cluster" not in str(e) or last:
+                raise
+            return False
+        return True
 
     def _running_port(self) -> int:
         for member in self.members:
