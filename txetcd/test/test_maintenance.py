@@ -344,3 +344,48 @@ async def test_alarms_raised_on_purpose(etcd_server_private: EtcdServer) -> None
         assert list(await client.alarm_disarm(member)) == [Alarm(member, AlarmType.NOSPACE)]
         assert not await client.alarm_list()
         await client.put("k", "v")
+
+
+# -- calls aimed at one member: the sibling client ---------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sibling_client_has_the_options_and_closes_alone(clock: task.Clock) -> None:
+    from txetcd._http1_pool import PoolClient
+    from txetcd.test.helpers import reactor
+
+    pool = PoolClient(reactor())
+    client = Client(
+        ["http://127.0.0.1:1", "http://127.0.0.1:2"],
+        reactor=reactor(),
+        clock=clock,
+        timeout=7.0,
+        connect_timeout=2.0,
+        transport="gateway",
+        http_client=pool,
+    )
+    sibling = client._sibling("http://127.0.0.1:3")
+    assert sibling.endpoints == ["http://127.0.0.1:3"]
+    assert (sibling.timeout, sibling.clock, sibling.reactor) == (7.0, clock, reactor())
+    assert sibling.transport == "gateway"
+    assert sibling._options["connect_timeout"] == 2.0
+    sibling_http = sibling._channel.http  # type: ignore[attr-defined]
+    assert sibling_http is not pool  # its own pool: closing it leaves the client's open
+    await sibling.close()
+    assert not pool.closed and not client._channel.closed
+    await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_status_of_a_one_endpoint_client_needs_no_sibling(etcd_server: EtcdServer) -> None:
+    async with client_of(etcd_server.endpoint) as client:
+
+        def no_sibling(url: str) -> Client:
+            raise AssertionError(f"a sibling for {url}")
+
+        client._sibling = no_sibling  # type: ignore[method-assign]
+        (status,) = await client.status()
+        assert status.endpoint == etcd_server.endpoint and status.is_leader
+        assert (await client.status(etcd_server.endpoint + "/")).member_id == status.member_id
+        assert (await client.hash_kv(etcd_server.endpoint)).hash == (await client.hash_kv()).hash
+        await client.defragment(etcd_server.endpoint)
