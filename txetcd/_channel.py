@@ -153,7 +153,9 @@ class Channel:
         tcp = HostnameEndpoint(reactor, endpoint.host, endpoint.port)
         if endpoint.scheme == "https":
             assert self.tls is not None
-            return wrapClientTLS(self.tls.creator(endpoint.host, (b"h2",)), tcp)
+            # http/1.1 is offered too, only so that a server that does not speak HTTP/2 can say
+            # so in the handshake (and be told apart clearly) instead of refusing it
+            return wrapClientTLS(self.tls.creator(endpoint.host, (b"h2", b"http/1.1")), tcp)
         return tcp
 
     @property

@@ -631,6 +631,7 @@ _BY_MESSAGE: Dict[str, Type[ServerError]] = {
     "etcdserver: invalid auth token": InvalidAuthToken,
     "etcdserver: user name is empty": UserNameEmpty,
     "etcdserver: revision of auth store is old": AuthRevisionOld,
+    "auth: revision in header is old": AuthRevisionOld,  # the server's own text, unwrapped
     "etcdserver: authentication is not enabled": AuthNotEnabled,
     "etcdserver: permission denied": PermissionDenied,
     "etcdserver: authentication failed, invalid user ID or password": AuthFailed,

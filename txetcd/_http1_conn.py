@@ -29,6 +29,7 @@ from txetcd._http1 import (
     _timeout_error,
 )
 from txetcd._sockets import send_now
+from txetcd._tls import tls_error_text
 
 if TYPE_CHECKING:
     from txetcd._http1_pool import PoolClient
@@ -388,5 +389,6 @@ class _Connection(TwistedProtocol):
                     # of the request reached the server's HTTP layer, so it is safe to resend.
                     # Any other TLS error is a broken connection like any other.
                     ex.written = False
-                ex.lost(f"connection lost: {reason.getErrorMessage()}")
+                scheme, host, port = self.key
+                ex.lost(f"{scheme}://{host}:{port}: connection lost: {tls_error_text(reason)}")
         self.pool._lost(self)

@@ -306,7 +306,8 @@ class PoolClient:
                 return
             timed_out = isinstance(f.value, (DeferTimeoutError, CancelledError))
             why = "connect timed out" if timed_out else f.getErrorMessage()
-            err = _connection_failed(f"could not connect to {key[1]}:{key[2]}: {why}", sent=False)
+            url = f"{key[0]}://{key[1]}:{key[2]}"
+            err = _connection_failed(f"could not connect to {url}: {why}", sent=False)
             if exclusive is not None:
                 exclusive.fail(err)
             elif not host.connections:
