@@ -144,6 +144,7 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         user: Optional[str] = None,
         password: Optional[str] = None,
         allow_insecure_credentials: bool = False,
+        _transport: Optional[Transport] = None,
     ) -> None:
         #: the options as given, for :meth:`_sibling`
         self._options: Dict[str, Any] = _given_options(locals())
@@ -168,7 +169,7 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
             tls=tls,
         )
         credentials = _credentials(endpoints, user, password, allow_insecure_credentials)
-        self._channel: Transport = _make_transport(
+        self._channel: Transport = _transport or _make_transport(
             transport,
             list(endpoints),
             reactor,
@@ -583,7 +584,8 @@ def _make_transport(
 
 def _given_options(given: Dict[str, Any]) -> Dict[str, Any]:
     """``Client.__init__``'s keyword arguments, from its ``locals()`` before it sets any."""
-    return {name: value for name, value in given.items() if name not in ("self", "endpoints")}
+    skip = ("self", "endpoints", "_transport")  # _transport: txetcd.testing.MemoryEtcd's
+    return {name: value for name, value in given.items() if name not in skip}
 
 
 def _sibling_http_client(given: Any) -> Any:
