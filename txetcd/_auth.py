@@ -106,6 +106,11 @@ class AuthTransport:
     def endpoint_urls(self) -> Sequence[str]:
         return self.inner.endpoint_urls
 
+    def update_endpoints(self, urls: Sequence[str]) -> None:
+        """Replace the endpoints of the transport under it (the token stays valid: it is the
+        cluster's)."""
+        self.inner.update_endpoints(urls)
+
     def close(self) -> "Deferred[None]":
         """Close the transport under it; waiters for a login fail with ``CancelledError``."""
         waiting, self._waiting = self._waiting, []

@@ -163,6 +163,28 @@ class Channel:
         """The client URLs this channel connects to."""
         return [e.url for e in self.endpoints]
 
+    def update_endpoints(self, urls: Sequence[str]) -> None:
+        """Replace the endpoints (auto-sync, discovery).
+
+        Endpoints that stay keep their health (failures, backoff) and the pinned one stays
+        pinned; if the current connection's endpoint is gone, new calls go to a connection to
+        one that stays, while the calls and streams open on it finish there (drained, as when
+        the endpoint fails).
+        """
+        fresh = [parse_endpoint(u) for u in urls]
+        if not fresh:
+            raise ValueError("at least one endpoint is needed")
+        if self.tls is None and any(e.scheme == "https" for e in fresh):
+            self.tls = TLSOptions()  # verified against the system's trust store
+        known = {e.url: e for e in self.endpoints}
+        pinned = self.endpoints[self._endpoint_index % len(self.endpoints)]
+        self.endpoints = [known.get(e.url, e) for e in fresh]
+        self._endpoint_index = self.endpoints.index(pinned) if pinned in self.endpoints else 0
+        conn = self.connection
+        if conn is not None and conn.endpoint not in self.endpoints:
+            self.connection = None
+            conn._drain()  # its open streams finish there; nothing new starts on it
+
     # -- calls ---------------------------------------------------------------------------------
     def unary(
         self,
@@ -289,6 +311,11 @@ class Channel:
                 call.fail_to_connect(err)
             return
         endpoint = candidates[tried]
+        if endpoint not in self.endpoints:  # update_endpoints changed the list meanwhile
+            done = candidates[:tried]
+            candidates = done + [e for e in self._candidates() if e not in done]
+            self._try_endpoints(candidates, tried, errors)
+            return
         self._endpoint_index = self.endpoints.index(endpoint)
         factory = Factory.forProtocol(lambda: self._make_protocol(endpoint))
         connecting: Deferred[Any] = self.endpoint_factory(self.reactor, endpoint).connect(factory)

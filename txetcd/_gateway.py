@@ -260,6 +260,18 @@ class GatewayChannel:
     def _endpoint(self) -> Endpoint:
         return self.endpoints[self._index % len(self.endpoints)]
 
+    def update_endpoints(self, urls: Sequence[str]) -> None:
+        """Replace the endpoints: those that stay keep their place in the rotation if the one
+        in use stays; otherwise calls go to the first of the new list. Requests in flight
+        finish where they were sent."""
+        fresh = [parse_endpoint(u) for u in urls]
+        if not fresh:
+            raise ValueError("at least one endpoint is needed")
+        known = {e.url: e for e in self.endpoints}
+        current = self._endpoint()
+        self.endpoints = [known.get(e.url, e) for e in fresh]
+        self._index = self.endpoints.index(current) if current in self.endpoints else 0
+
     def _endpoint_failed(self, index: int) -> None:
         """A call to endpoint ``index`` broke: later calls go to the next (once per failure,
         however many calls saw it)."""

@@ -133,6 +133,13 @@ class Transport(Protocol):
     def endpoint_urls(self) -> Sequence[str]:
         """The client URLs this transport connects to."""
 
+    def update_endpoints(self, urls: Sequence[str]) -> None:
+        """Replace the client URLs (auto-sync, discovery): endpoints that stay keep their
+        health; if the endpoint in use is gone, new calls go elsewhere (calls and streams open
+        there finish where they are). ``urls`` are checked like the constructor's: an empty
+        list is a ``ValueError``, a bad URL a ``TypeError``/``ValueError``, and then nothing
+        changes."""
+
     def unary(
         self,
         method: Method,

@@ -7,7 +7,7 @@ server with auth off, streams opened while a login is in flight.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import pytest
 from twisted.internet import task
@@ -63,6 +63,9 @@ class Scripted:
 
     def reauthenticate(self, stale: Optional[str] = None) -> "Deferred[bool]":
         raise AssertionError("the inner transport has no login")
+
+    def update_endpoints(self, urls: Sequence[str]) -> None:
+        self.endpoint_urls = list(urls)
 
     def close(self) -> "Deferred[None]":
         d: Deferred[None] = Deferred()
