@@ -16,6 +16,9 @@ Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.
 - ``etcd_prefix``: a key prefix unique to the test, so tests sharing a server do not collide.
 - ``etcd_proxy`` / ``etcd_proxy_private``: a :class:`~txetcd.testing.TCPProxy` in front of
   ``etcd_server`` / ``etcd_server_private``, to break connections on purpose.
+- ``memory_etcd``: an in-memory etcd of the test's own (:class:`~txetcd.testing.MemoryEtcd`),
+  time on its ``clock`` (a ``task.Clock``); no process, no socket.
+- ``memory_client``: a :class:`txetcd.Client` on ``memory_etcd``, closed after the test.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, AsyncIterator, Iterator
 import pytest
 import pytest_twisted
 
+from txetcd.testing._memory import MemoryEtcd
 from txetcd.testing._proxy import TCPProxy
 from txetcd.testing._server import _ETCD34_MISSING, EtcdServer, etcd34_binary
 
@@ -115,3 +119,28 @@ async def etcd_proxy_private(etcd_server_private: EtcdServer) -> AsyncIterator[T
 
     async with TCPProxy("127.0.0.1", etcd_server_private.client_port, reactor=reactor) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def memory_etcd() -> Iterator[MemoryEtcd]:
+    """An in-memory etcd for this test; its timers are stopped after it (``memory_etcd.clock``
+    is the ``task.Clock`` leases count down on: ``memory_etcd.clock.advance(seconds)``)."""
+    etcd = MemoryEtcd()
+    try:
+        yield etcd
+    finally:
+        etcd.close()
+
+
+@pytest.fixture
+def memory_client(memory_etcd: MemoryEtcd) -> Iterator[Any]:
+    """A :class:`txetcd.Client` on ``memory_etcd`` (on its clock), closed after the test.
+
+    Its calls answer at once, so a test needs no reactor: ``await`` them in an ``async def``
+    test under pytest-twisted, or read the fired Deferred's result directly.
+    """
+    client = memory_etcd.client(timeout=10.0)
+    try:
+        yield client
+    finally:
+        client.close()
