@@ -63,7 +63,7 @@ class Backend:
             return succeed(None)
         from twisted.internet import reactor
 
-        return task.deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+        return task.deferLater(reactor, seconds, lambda: None)
 
 
 @pytest.fixture(params=["etcd", "memory"])
@@ -255,14 +255,14 @@ async def test_txn_branches_nested_and_sub_headers(be: Backend) -> None:
     c, a, b = be.client, be.k("t/a"), be.k("t/b")
     await c.put(a, "10")
     await c.put(b, "20")
-    swapped = await c.txn([Value(a) == "10"], [Put(a, "11", prev_kv=True)], [Get(a)])
+    swapped: Any = await c.txn([Value(a) == "10"], [Put(a, "11", prev_kv=True)], [Get(a)])
     assert swapped.succeeded
     rev = swapped.header.revision
     assert swapped[0].header.revision == rev and swapped[0].prev_kv.value == b"10"
-    again = await c.txn([Value(a) == "10"], [Put(a, "12")], [Get(a)])
+    again: Any = await c.txn([Value(a) == "10"], [Put(a, "12")], [Get(a)])
     assert not again.succeeded and again.header.revision == rev
     assert again[0].value == b"11"
-    nested = await c.txn(
+    nested: Any = await c.txn(
         [Version(a) > 0],
         [
             Txn([Value(b) == "20"], [Put(b, "21"), Get(b)], [Delete(b)]),
@@ -274,11 +274,11 @@ async def test_txn_branches_nested_and_sub_headers(be: Backend) -> None:
     assert nested.succeeded and inner.succeeded
     assert inner[0].header.revision == rev + 1 and inner[1].value == b"21"
     assert nested[1].kv.value == b"" and nested.header.revision == rev + 1
-    reads_own = await c.txn([], [Get(a), Put(a, "13"), Get(a)], [])
+    reads_own: Any = await c.txn([], [Get(a), Put(a, "13"), Get(a)], [])
     assert [reads_own[0].value, reads_own[2].value] == [b"11", b"13"]
     empty = await c.txn([], [], [])
     assert empty.succeeded and empty.header.revision == rev + 2
-    many = await c.txn([], [Delete(a), Delete(b)], [])
+    many: Any = await c.txn([], [Delete(a), Delete(b)], [])
     assert many[0].deleted == 1 and many.header.revision == rev + 3
 
 
@@ -358,8 +358,8 @@ async def test_watch_events(be: Backend) -> None:
     assert plain[2].events[0].type.name == "DELETE" and plain[2].events[0].kv.mod_revision == r1 + 2
     assert all(e.prev_kv is None for b in plain for e in b.events)
     assert with_prev[0].events[0].prev_kv is None
-    assert with_prev[1].events[0].prev_kv.value == b"one"
-    assert with_prev[2].events[0].prev_kv.value == b"two"
+    prevs: List[Any] = [b.events[0].prev_kv for b in with_prev[1:3]]
+    assert [kv.value for kv in prevs] == [b"one", b"two"]
     assert [b.revision for b in deletes] == [r1 + 2]
     for w in (w1, w2, w3):
         w.cancel()
