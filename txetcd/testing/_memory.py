@@ -91,7 +91,7 @@ class MemoryEtcd:
         self.store.on_write = self._written
         self._transports: Set[_MemoryTransport] = set()
         self._watch_streams: Set[_MemoryStream] = set()
-        self._queue: Deque[Tuple[_MemoryStream, Any, bool]] = deque()
+        self._queue: Deque[_MemoryStream] = deque()
         self._pumping = False
         self._progress_timer: Any = None
 
@@ -135,16 +135,19 @@ class MemoryEtcd:
 
     # -- delivery ------------------------------------------------------------------------------
     def _emit(self, stream: "_MemoryStream", item: Any, closing: bool = False) -> None:
-        """Deliver a message (or, ``closing``, the end) to a stream: now, unless a delivery is
-        under way, then right after it (never re-entrantly)."""
-        self._queue.append((stream, item, closing))
+        """Give a stream a message (or, ``closing``, its end) to deliver in order: now, unless a
+        delivery is under way, then right after it (never re-entrantly)."""
+        stream._inbox.append((item, closing))
+        self._kick(stream)
+
+    def _kick(self, stream: "_MemoryStream") -> None:
+        self._queue.append(stream)
         if self._pumping:
             return
         self._pumping = True
         try:
             while self._queue:
-                stream, item, closing = self._queue.popleft()
-                stream._deliver(item, closing)
+                self._queue.popleft()._drain()
         finally:
             self._pumping = False
 
@@ -326,7 +329,8 @@ class _MemoryStream:
         self._closing = False  # the end is queued: nothing more is sent or delivered
         self._send_closed = False
         self._paused = False
-        self._held: Deque[Tuple[Any, bool]] = deque()
+        #: what the server sent and the client has not been given yet (held while paused)
+        self._inbox: Deque[Tuple[Any, bool]] = deque()
         self.watches: Dict[int, _ServerWatch] = {}
         self._next_watch_id = 0
 
@@ -354,18 +358,15 @@ class _MemoryStream:
         self.transport._streams.discard(self)
         self.etcd._emit(self, error, closing=True)
 
-    def _deliver(self, item: Any, closing: bool) -> None:
-        if self._ended:
-            return
-        if self._paused or self._held:
-            self._held.append((item, closing))  # in order, after what is held already
-            return
-        self._hand_over(item, closing)
+    def _drain(self) -> None:
+        while self._inbox and not self._paused and not self._ended:
+            item, closing = self._inbox.popleft()
+            self._hand_over(item, closing)
 
     def _hand_over(self, item: Any, closing: bool) -> None:
         if closing:
             self._ended = True
-            self._held.clear()
+            self._inbox.clear()
             _guarded(self.on_close, item)
         else:
             _guarded(self.on_message, item)
@@ -392,20 +393,18 @@ class _MemoryStream:
         self._paused = True
 
     def resume(self) -> None:
-        """Deliver what was held."""
-        if not self._paused:
-            return
-        self._paused = False
-        held, self._held = self._held, deque()
-        for item, closing in held:
-            self.etcd._emit(self, item, closing)
+        """Deliver what was held, from the next turn of the clock (``clock.advance(0)`` on a
+        ``task.Clock``): never from inside the consumer's own call."""
+        if self._paused:
+            self._paused = False
+            self.transport._clock.callLater(0, self.etcd._kick, self)
 
     def cancel(self) -> None:
         """End the call; ``on_close`` gets ``CancelledError`` (what was not yet delivered is
         dropped)."""
         if self._ended:
             return
-        self._held.clear()
+        self._inbox.clear()
         self._paused = False
         if self._closing:
             return
