@@ -1,7 +1,8 @@
 """txetcd against the fastest Python etcd clients and the wire limit, side by side on one etcd.
 
-    python benchmarks/run.py [--suite kv|watch|scale|v2|gateway|all] [--rounds 3] [--seconds 3]
-                             [--clients txetcd,aetcd,...] [--skip-setup | --setup-only]
+    python benchmarks/run.py [--suite kv|watch|scale|v2|gateway|tls|failover|all]
+                             [--rounds 3] [--seconds 3] [--clients txetcd,aetcd,...]
+                             [--skip-setup | --setup-only]
                              [--baseline REV] [--json out.json] [--markdown out.md]
 
 Makes the peers' venvs on first use (``benchmarks/.venvs/<peer>/``), starts one etcd on free
@@ -16,7 +17,11 @@ loopback ports per suite, and runs it:
 - ``v2``: the kv figures on etcd's v2 keys API (``--enable-v2=true``): txetcd.v2, python-etcd,
   k3etcd and wrk;
 - ``gateway``: the kv figures on the v3 JSON gateway: txetcd's gateway transport, txaioetcd,
-  etcd3gw and wrk.
+  etcd3gw and wrk;
+- ``tls``: puts and gets over TLS for txetcd and the peers that can, and txetcd in plain text
+  against a plain etcd in the same rounds;
+- ``failover``: a 3-member cluster's leader SIGKILLed under load, client by client: writes lost
+  or applied twice, recovery time after each kill.
 
 ``--baseline REV`` adds txetcd as it was at git revision REV as one more row of the kv, v2 and
 gateway suites (``txetcd@<commit>``) and prints txetcd / that row on every figure.
@@ -34,7 +39,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -42,18 +47,18 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
-from harness import baseline, report, scale, watch
+from harness import baseline, failover, report, scale, tls, watch
 from harness.clients import TXETCD, ClientDef, select
 from harness.documents import (
     client_documents,
     client_infos,
     common_meta,
-    first_line,
     kv_document,
     preamble,
     run_meta,
 )
-from harness.etcd import EtcdCpu, etcdctl_for, start_etcd
+from harness.etcd import EtcdCpu, etcdctl_for
+from harness.etcd import etcd_for as harness_etcd_for
 from harness.h2load import find_h2load
 from harness.rounds import H2LOAD, Bench, Ready, WireLimit, key_set, run_rounds
 from harness.suites import GATEWAY, KV, KV_SUITES, V2, KvSuite
@@ -77,11 +82,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = p.add_argument
     add(
         "--suite",
-        choices=["kv", "watch", "scale", "v2", "gateway", "all"],
+        choices=["kv", "watch", "scale", "v2", "gateway", "tls", "failover", "all"],
         default="kv",
         help="kv: puts and gets over gRPC (default); watch: watch latency and events/s; "
         "scale: 1,000 watches + 10,000 leases in one txetcd process; v2: puts and gets on the "
-        "v2 keys API; gateway: on the v3 JSON gateway; all: each in turn",
+        "v2 keys API; gateway: on the v3 JSON gateway; tls: puts and gets over TLS; failover: "
+        "a 3-member cluster's leader killed under load; all: each in turn",
     )
     add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     add("--seconds", type=float, default=3.0, help="timed s per workload (default 3)")
@@ -143,6 +149,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     c("--scale-seconds", type=float, default=40.0, help="measured window s (default 40)")
     c("--scale-settle", type=float, default=3.0, help="s after setup before it (default 3)")
     c("--grant-concurrency", type=int, default=128, help="grants in flight (default 128)")
+    f = p.add_argument_group("failover suite").add_argument
+    f("--failover-writers", type=int, default=8, help="writer loops per client (default 8)")
+    f("--failover-readers", type=int, default=8, help="reader loops per client (default 8)")
+    f("--failover-kills", type=int, default=3, help="leader kills per run (default 3)")
+    f("--failover-interval", type=float, default=2.0, help="s of load before each kill (2)")
+    f("--failover-down", type=float, default=3.0, help="s a killed leader stays down (3)")
+    f("--failover-timeout", type=float, default=10.0, help="each call's deadline s (10)")
     args = p.parse_args(argv)
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -154,6 +167,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("the watch options must be positive")
     if min(args.scale_seconds, args.scale_rate, args.scale_ttl, args.grant_concurrency) <= 0:
         p.error("the scale options must be positive")
+    if min(args.failover_writers, args.failover_kills, args.failover_timeout) <= 0:
+        p.error("--failover-writers, --failover-kills and --failover-timeout must be positive")
+    if min(args.failover_readers, args.failover_interval, args.failover_down) < 0:
+        p.error("--failover-readers, --failover-interval and --failover-down must be >= 0")
     if not 0 <= args.baseline_margin < 1:
         p.error("--baseline-margin is a fraction: 0 <= F < 1 (0.05 = 5%)")
     if args.setup_only and args.skip_setup:
@@ -238,22 +255,11 @@ class Outcome:
     passed: bool
 
 
-@contextlib.contextmanager
 def etcd_for(
-    suite: str, etcd_args: Sequence[str] = ()
-) -> Iterator[tuple[Any, Callable[[str], None], str]]:
+    suite: str, etcd_args: Sequence[str] = (), tls: bool = False
+) -> contextlib.AbstractContextManager[tuple[Any, Callable[[str], None], str]]:
     """A fresh etcd for one suite: the server, ``check_server(what)`` and etcd's version line."""
-    server = start_etcd(etcd_args)
-    try:
-        say(f"{suite}: etcd {server.endpoint} (pid {server.pid}, {server.binary})")
-
-        def check_server(what: str) -> None:
-            if not server.running:
-                raise SystemExit(f"etcd died during {what}:\n{etcd_log_tail(server)}")
-
-        yield server, check_server, first_line([server.binary, "--version"])
-    finally:
-        server.stop()
+    return harness_etcd_for(suite, say, etcd_args, tls=tls)
 
 
 def find_wire(suite: KvSuite, args: argparse.Namespace) -> str | None:
@@ -512,12 +518,26 @@ def run_scale_suite(args: argparse.Namespace) -> Outcome | None:
     )
 
 
+def run_tls(args: argparse.Namespace) -> Outcome | None:
+    """The tls suite: txetcd and the peers over TLS, and txetcd in plain text beside them."""
+    done = tls.run_tls(args, prepare, populate, say)
+    return None if done is None else Outcome(*done)
+
+
+def run_failover(args: argparse.Namespace) -> Outcome | None:
+    """The failover suite: a 3-member cluster's leader SIGKILLed under load, per client."""
+    done = failover.run_failover(args, prepare, say)
+    return None if done is None else Outcome(*done)
+
+
 SUITES: dict[str, Callable[[argparse.Namespace], Outcome | None]] = {
     "kv": run_kv,
     "watch": run_watch,
     "scale": run_scale_suite,
     "v2": run_v2,
     "gateway": run_gateway,
+    "tls": run_tls,
+    "failover": run_failover,
 }
 
 
@@ -583,14 +603,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"wrote {args.markdown}")
     passed = len(outcomes) == len(names) and all(o.passed for o in outcomes.values())
     return 0 if passed or not args.strict else 1
-
-
-def etcd_log_tail(server: Any, size: int = 3000) -> str:
-    try:
-        with open(os.path.join(server.data_dir, "etcd.log"), "rb") as f:
-            return f.read()[-size:].decode("utf-8", "replace")
-    except (OSError, TypeError):
-        return "(no etcd log)"
 
 
 if __name__ == "__main__":

@@ -53,6 +53,8 @@ class Bench:
 
     ``paired``: two rows compared with each other (txetcd and ``--baseline``): in every round they
     run back to back, and which goes first alternates.
+    ``overrides``: per row name, spec fields that differ from ``base`` for that row (the tls
+    suite's ``txetcd-plain`` row: another etcd's endpoint and pid, no CA).
     """
 
     ready: Sequence[Ready]
@@ -63,6 +65,7 @@ class Bench:
     etcdctl: str | None = None
     wire: WireLimit | None = None
     paired: tuple[str, str] | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     samples: list[report.Sample] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -137,6 +140,7 @@ def measure(
                 op=fig.op,
                 concurrency=fig.concurrency,
                 variant=r.client.variant,
+                **bench.overrides.get(name, {}),
             )
             result = run_worker(
                 r.python, r.client.worker, spec, timeout=bench.timeout, tree=r.client.tree

@@ -52,6 +52,7 @@ class WorkerSpec:
     prefix: str = "bench/"
     etcd_pid: int | None = None
     variant: str | None = None
+    ca_cert: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

@@ -8,7 +8,9 @@ The spec (built by ``benchmarks/harness/workers.py``)::
 
     {"endpoint": "http://127.0.0.1:2379", "op": "put" | "get" | "populate" | "info",
      "concurrency": 32, "seconds": 3.0, "warmup": 0.5, "keys": 1000, "value_size": 64,
-     "prefix": "bench/", "etcd_pid": 1234, "variant": null}
+     "prefix": "bench/", "etcd_pid": 1234, "variant": null, "ca_cert": null}
+
+``ca_cert`` (the tls suite): the CA's PEM file; the endpoint is then ``https://``.
 
 The result line::
 
@@ -71,6 +73,7 @@ class Spec:
     prefix: str
     etcd_pid: int | None
     variant: str | None
+    ca_cert: str | None = None
 
     @classmethod
     def from_json(cls, text: str) -> Spec:
@@ -86,6 +89,7 @@ class Spec:
             prefix=str(raw.get("prefix", "bench/")),
             etcd_pid=int(raw["etcd_pid"]) if raw.get("etcd_pid") else None,
             variant=raw.get("variant") or None,
+            ca_cert=raw.get("ca_cert") or None,
         )
 
     @property
@@ -99,6 +103,13 @@ class Spec:
     @property
     def hostport(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def ca_pem(self) -> bytes | None:
+        """The CA certificate's PEM bytes (``None`` for a plain-text endpoint)."""
+        if self.ca_cert is None:
+            return None
+        with open(self.ca_cert, "rb") as f:
+            return f.read()
 
 
 class Workload:

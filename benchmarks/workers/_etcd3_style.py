@@ -5,6 +5,7 @@ Shared by python3-etcd3 (``etcd3``) and etcd-sdk-python (``pyetcd``).
 Both expose ``client(host, port)``, ``put(key, value) -> PutResponse`` and
 ``get(key) -> (value, metadata)`` (linearizable by default) on grpcio's blocking stubs. Concurrency
 N means N threads sharing one client, as their documentation suggests for concurrent use.
+Both take ``client(..., ca_cert=path)`` for TLS (the tls suite).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from _common import (
 
 
 def run_with(module: ModuleType, spec: Spec, wl: Workload) -> dict[str, Any]:
-    client = module.client(host=spec.host, port=spec.port)
+    tls = {"ca_cert": spec.ca_cert} if spec.ca_cert else {}  # TLS: the CA's file path
+    client = module.client(host=spec.host, port=spec.port, **tls)
     keys, values, size = wl.keys, wl.values, wl.size
 
     def put(i: int) -> None:

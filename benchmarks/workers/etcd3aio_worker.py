@@ -18,7 +18,8 @@ from _common import (
 
 
 async def _run(spec: Spec, wl: Workload) -> dict[str, Any]:
-    client = etcd3aio.Etcd3Client([spec.hostport])
+    tls = {"ca_cert": spec.ca_pem()} if spec.ca_cert else {}  # TLS: the CA's PEM bytes
+    client = etcd3aio.Etcd3Client([spec.hostport], **tls)
     await client.connect()
     kv = client.kv
     keys, values, size = wl.keys, wl.values, wl.size

@@ -6,11 +6,17 @@ With the default variant the worker measures exactly that, and the harness marks
 The ``linearizable`` variant reads through etcetra's public transaction API instead: a
 read-only txn holding one ``get(key, serializable=False)``, which etcd serves on its
 linearizable read path (no raft write).
+
+TLS (the tls suite): etcetra has ``EtcdClient(..., secure=True)``, which builds its credentials
+with ``grpc.ssl_channel_credentials()`` and no CA argument, so grpc uses its default root
+certificates. The worker points those at the test CA with grpc's own environment variable
+``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` (set before grpc loads them); nothing in etcetra is changed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from _common import Spec, Workload, check_value, main, populate_async, run_async
@@ -18,7 +24,9 @@ from etcetra import EtcdClient, HostPortPair  # type: ignore[import-not-found]
 
 
 async def _run(spec: Spec, wl: Workload) -> dict[str, Any]:
-    client = EtcdClient(HostPortPair(spec.host, spec.port))
+    if spec.ca_cert:
+        os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = spec.ca_cert
+    client = EtcdClient(HostPortPair(spec.host, spec.port), secure=bool(spec.ca_cert))
     keys, values, size = wl.key_strs, wl.value_strs, wl.size
     linearizable = spec.variant == "linearizable"
     if spec.variant not in (None, "linearizable"):

@@ -2,6 +2,8 @@
 
 Runs with the harness's own interpreter (no venv). Concurrency N is N coroutines, each awaiting
 one Deferred at a time, on one ``Client``. Gets are txetcd's default (linearizable) reads.
+With ``ca_cert`` in the spec (the tls suite) the endpoint is ``https://`` and the client is given
+that CA (``Client(endpoint, ca_cert=...)``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def _gather(coros: list[Coroutine[Any, Any, None]]) -> defer.Deferred[Any]:
 
 
 async def _run(reactor: IReactorTime, spec: Spec, wl: Workload) -> dict[str, Any]:
-    client = Client(endpoints=(spec.endpoint,), reactor=reactor)
+    tls = {"ca_cert": spec.ca_cert} if spec.ca_cert else {}
+    client = Client(endpoints=(spec.endpoint,), reactor=reactor, **tls)
     keys, values, size = wl.keys, wl.values, wl.size
 
     async def put(i: int) -> None:
