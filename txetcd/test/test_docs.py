@@ -54,6 +54,13 @@ EXPECTED: dict[str, list[str]] = {
         "our value is in place: False",
         "done",
     ],
+    "memory_etcd.py": [
+        "mode is b'blue'",
+        "events: [('PUT', 'config/leader'), ('DELETE', 'config/leader')]",
+        "leader key left: 0",
+        "timers left: []",
+        "done",
+    ],
     "v2_basics.py": [
         "set colour=blue: Created, new_key=True",
         "set colour=green: Set, previous value 'blue'",
