@@ -19,6 +19,7 @@ from txetcd._auth import AuthTransport, Credentials
 from txetcd._authadmin import AuthMethods
 from txetcd._channel import Channel
 from txetcd._cluster import ClusterMethods
+from txetcd._discovery import DiscoveryMethods, check_interval
 from txetcd._gateway import GatewayChannel
 from txetcd._kv import (
     compact_result,
@@ -33,6 +34,7 @@ from txetcd._kv import (
 from txetcd._lease import LeaseLike, LeaseMethods
 from txetcd._maintenance import MaintenanceMethods
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
+from txetcd._ordering import ORDERED_PATHS, Ordering
 from txetcd._proto import rpc_pb2
 from txetcd._tls import PEMSource, TLSOptions, endpoint_factory
 from txetcd._transport import REQUIRE_LEADER, Method, Transport
@@ -64,7 +66,7 @@ T = TypeVar("T")
 TransportName = Literal["grpc", "gateway"]
 
 
-class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
+class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods, DiscoveryMethods):
     """An etcd v3 client.
 
     :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is
@@ -116,6 +118,17 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
     :param allow_insecure_credentials: send a password over plain ``http://`` anyway (refused
         by default: it would cross the network in clear).
 
+    Cluster (see :doc:`cluster`):
+
+    :param auto_sync_interval: every so many seconds (on ``clock``), replace the endpoints by
+        the client URLs of the cluster's started, non-learner members (:meth:`sync_endpoints`),
+        so members added later are used and removed ones dropped; a failed sync is logged as a
+        warning and tried again at the next interval. ``None`` (the default): never.
+    :param ordering: reads never go back in time: a read answered from a revision older than
+        one this client has seen (a member behind the others) is sent again to another member
+        within its deadline, or fails with :class:`~txetcd.RevisionWentBackwards` (Go's
+        ``ordering`` KV).
+
     Reads (gets, read-only txns) whose connection breaks are sent again on a new connection.
     Writes are sent again only when they certainly never reached the server; otherwise they fail
     with :class:`~txetcd.OutcomeUnknown` and the caller decides.
@@ -144,6 +157,8 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         user: Optional[str] = None,
         password: Optional[str] = None,
         allow_insecure_credentials: bool = False,
+        auto_sync_interval: Optional[float] = None,
+        ordering: bool = False,
         _transport: Optional[Transport] = None,
     ) -> None:
         #: the options as given, for :meth:`_sibling`
@@ -155,6 +170,8 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         self.clock: Any = reactor if clock is None else clock
         endpoints = _endpoint_list(endpoints)
         self.timeout = check_timeout(timeout)
+        sync_interval = check_interval(auto_sync_interval)
+        self._ordering = Ordering() if check_bool(ordering, "ordering") else None
         if keepalive_interval is not None and keepalive_interval < 5.0:
             raise ValueError(
                 "keepalive_interval must be >= 5 s: etcd closes connections that ping more often"
@@ -191,6 +208,8 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         self.transport = transport
         self.reactor = reactor
         self._watch_hub: Optional[WatchHub] = None
+        if sync_interval is not None:
+            self._start_auto_sync(sync_interval)
 
     def __repr__(self) -> str:
         urls = ", ".join(_shown_url(url) for url in self.endpoints)
@@ -213,6 +232,7 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         """A new client of ``url`` alone with this client's options (transport, timeouts,
         clock, TLS, credentials), for calls aimed at one member; the caller closes it."""
         options = dict(self._options, reactor=self.reactor, clock=self.clock)
+        options["auto_sync_interval"] = None  # it is aimed at one member
         options["http_client"] = _sibling_http_client(options.get("http_client"))
         return Client(url, **options)
 
@@ -234,6 +254,8 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         outcome. Calls a member answers alone (status, member list) leave it False.
         """
         t = self.timeout if timeout is NOT_GIVEN else check_timeout(timeout)
+        if self._ordering is not None and method.path in ORDERED_PATHS:
+            decode = self._ordering.wrap(decode, read=idempotent)
         return self._channel.unary(
             method,
             request,
@@ -541,6 +563,7 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods):
         fires with ``None``); kept-alive leases stop being refreshed (their ``lost`` fires with
         :class:`~txetcd.LeaseAbandoned`); nothing is revoked.
         """
+        self._stop_auto_sync()
         if self._watch_hub is not None:
             self._watch_hub.close()
         self._lease_hub_close()

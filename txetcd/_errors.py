@@ -17,6 +17,7 @@ __all__ = [
     "Timeout",
     "WriteTimeout",
     "ProtocolViolation",
+    "RevisionWentBackwards",
     "WatchCancelled",
     "ServerError",
     "Cancelled",
@@ -174,6 +175,21 @@ class Timeout(ClientError, TimeoutError):
 
 class WriteTimeout(Timeout, OutcomeUnknown):
     """A mutation's deadline passed after it was sent: its outcome is unknown."""
+
+
+class RevisionWentBackwards(ClientError):
+    """With ``Client(ordering=True)``: every member asked answered a read from a revision older
+    than one this client has already seen (members behind the cluster, e.g. just restarted),
+    and no better answer came within the call's deadline.
+
+    :ivar revision: the revision of the answer refused last.
+    :ivar seen: the newest revision this client had seen when the call was made.
+    """
+
+    def __init__(self, message: str = "", *, revision: int = 0, seen: int = 0, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.revision = revision
+        self.seen = seen
 
 
 class WatchCancelled(EtcdError):

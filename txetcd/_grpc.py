@@ -184,6 +184,9 @@ class _UnaryCall(_Call):
                 return
             try:
                 result = self.decode(self.parse(buf[5:]))
+            except EtcdError as e:  # the decoder refused the answer (ordering: member behind)
+                self._answered_error(e)
+                return
             except Exception as e:
                 self._finish_error(ProtocolViolation(f"could not decode the response: {e!r}"))
                 return
@@ -191,12 +194,16 @@ class _UnaryCall(_Call):
         elif status is None:
             self._finish_error(ProtocolViolation("stream ended without a grpc-status"))
         else:
-            err = error_from_status(status, self.status_message, mutation=not self.idempotent)
-            if may_resend_after(err, idempotent=self.idempotent) and self._schedule_resend(True):
-                if member_unfit(err):  # the next attempt goes to another member
-                    self.channel.endpoint_failed(self.connection, str(err))
-                return
-            self._finish_error(err)
+            self._answered_error(
+                error_from_status(status, self.status_message, mutation=not self.idempotent)
+            )
+
+    def _answered_error(self, err: EtcdError) -> None:
+        if may_resend_after(err, idempotent=self.idempotent) and self._schedule_resend(True):
+            if member_unfit(err):  # the next attempt goes to another member
+                self.channel.endpoint_failed(self.connection, str(err))
+            return
+        self._finish_error(err)
 
     def _schedule_resend(self, answered: bool = False) -> bool:
         """Send this call again after the resend backoff, if attempts and the deadline allow.

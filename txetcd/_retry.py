@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-from txetcd._errors import LearnerNotSupported, NoLeader, Unavailable
+from txetcd._errors import LearnerNotSupported, NoLeader, RevisionWentBackwards, Unavailable
 
 __all__ = ["backoff_policy", "may_resend", "may_resend_after", "member_unfit", "RESEND_BACKOFF"]
 
@@ -65,13 +65,14 @@ def may_resend_after(error: BaseException, *, idempotent: bool) -> bool:
     :func:`txetcd._errors.error_from_status`)."""
     if isinstance(error, NoLeader):
         return True  # asked with hasleader: refused before anything was proposed
-    return idempotent and isinstance(error, Unavailable)
+    return idempotent and isinstance(error, (Unavailable, RevisionWentBackwards))
 
 
 def member_unfit(error: BaseException) -> bool:
-    """Whether an answer says the member itself cannot serve now (no leader, or a learner), so
-    the next attempt should go to another endpoint."""
-    return isinstance(error, (NoLeader, LearnerNotSupported))
+    """Whether an answer says the member itself cannot serve now (no leader, a learner, or
+    behind what the client has seen: ``ordering``), so the next attempt should go to another
+    endpoint."""
+    return isinstance(error, (NoLeader, LearnerNotSupported, RevisionWentBackwards))
 
 
 #: the wait before a unary call is sent again (a short first wait, then doubling, up to 1 s)
