@@ -26,6 +26,7 @@ from txetcd._errors import (
     ClientClosed,
     ClientError,
     ClusterCorrupt,
+    ConcurrencyError,
     ConnectionFailed,
     DatabaseSpaceExceeded,
     DeadlineExceeded,
@@ -50,13 +51,18 @@ from txetcd._errors import (
     LeaseNotFound,
     LeaseProvided,
     LeaseTTLTooLarge,
+    LockHeld,
+    LockLost,
+    LockNotHeld,
     MemberExists,
     MemberNotFound,
     MemberNotLearner,
     MessageTooLarge,
+    NoElectionLeader,
     NoLeader,
     NoRootRole,
     NoRootUser,
+    NotElectionLeader,
     NotEnoughStartedMembers,
     NotFound,
     NotLeader,
@@ -78,6 +84,7 @@ from txetcd._errors import (
     RoleNotFound,
     RoleNotGranted,
     ServerError,
+    SessionExpired,
     SnapshotChecksumMismatch,
     Timeout,
     TooLarge,
@@ -101,6 +108,7 @@ from txetcd._lease import (
     LeasesResult,
     LeaseTimeToLiveResult,
 )
+from txetcd._lockservice import CampaignResult, LeaderKey, LeaderResult, LockResult
 from txetcd._maintenance import (
     Alarm,
     AlarmResult,
@@ -283,4 +291,24 @@ __all__ = [
     "SnapshotChecksumMismatch",
     "TooManyLearners",
     "UnhealthyCluster",
+    # coordination (txetcd.concurrency)
+    "Lock",
+    "Election",
+    "Namespace",
+    "Registry",
+    "stm",
+    "LockResult",
+    "LeaderKey",
+    "CampaignResult",
+    "LeaderResult",
+    "ConcurrencyError",
+    "LockHeld",
+    "LockNotHeld",
+    "LockLost",
+    "SessionExpired",
+    "NotElectionLeader",
+    "NoElectionLeader",
 ]
+
+# Last: the recipes are built on the names above.
+from txetcd.concurrency import Election, Lock, Namespace, Registry, stm  # noqa: E402

@@ -32,6 +32,7 @@ from txetcd._kv import (
     txn_result,
 )
 from txetcd._lease import LeaseLike, LeaseMethods
+from txetcd._lockservice import LockServiceMethods
 from txetcd._maintenance import MaintenanceMethods
 from txetcd._methods import COMPACT, DELETE_RANGE, PUT, RANGE, TXN
 from txetcd._ordering import ORDERED_PATHS, Ordering
@@ -66,7 +67,14 @@ T = TypeVar("T")
 TransportName = Literal["grpc", "gateway"]
 
 
-class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods, DiscoveryMethods):
+class Client(
+    LeaseMethods,
+    AuthMethods,
+    ClusterMethods,
+    MaintenanceMethods,
+    DiscoveryMethods,
+    LockServiceMethods,
+):
     """An etcd v3 client.
 
     :param endpoints: etcd client URLs (``http://host:port``), tried in order; a single str is
@@ -552,6 +560,13 @@ class Client(LeaseMethods, AuthMethods, ClusterMethods, MaintenanceMethods, Disc
         """
         if self._watch_hub is not None:
             self._watch_hub.request_progress()
+
+    def namespace(self, prefix: Union[bytes, str]) -> Any:
+        """A :class:`txetcd.concurrency.Namespace`: this client with every key under
+        ``prefix`` (prefixed on the way in, stripped on the way out)."""
+        from txetcd.concurrency import Namespace
+
+        return Namespace(self, prefix)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> "Deferred[None]":

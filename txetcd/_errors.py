@@ -81,6 +81,13 @@ __all__ = [
     "Internal",
     "Unimplemented",
     "DeadlineExceeded",
+    "ConcurrencyError",
+    "LockHeld",
+    "LockNotHeld",
+    "LockLost",
+    "SessionExpired",
+    "NotElectionLeader",
+    "NoElectionLeader",
     "error_from_status",
     "GRPC_CODE_NAMES",
 ]
@@ -610,6 +617,67 @@ class LeaseAbandoned(LeaseLost, ClientClosed):
     """The client was closed while it kept the lease alive; the lease now runs out its TTL."""
 
 
+# -- coordination recipes (txetcd.concurrency) ------------------------------------------------
+
+
+class ConcurrencyError(EtcdError):
+    """A lock, an election or a session of :mod:`txetcd.concurrency` cannot do what was asked."""
+
+
+class LockHeld(ConcurrencyError):
+    """``acquire()`` on a :class:`~txetcd.Lock` that already holds (or is acquiring) it: a Lock
+    is not re-entrant."""
+
+
+class LockNotHeld(ConcurrencyError):
+    """``release()`` on a :class:`~txetcd.Lock` that does not hold the lock."""
+
+
+class LockLost(ConcurrencyError):
+    """The lock (or leadership) was held and is no longer: its owner key is gone or its lease
+    expired. What a :attr:`~txetcd.Lock.lost` fires with, and how ``release()`` reports it.
+
+    :ivar key: the owner key.
+    :ivar cause: the error behind it, if any (a :class:`LeaseLost`).
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        key: bytes = b"",
+        cause: Optional[BaseException] = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.key = key
+        self.cause = cause
+
+
+class SessionExpired(ConcurrencyError):
+    """The session's lease was lost before a lock was acquired or a campaign won (the waiter's
+    key went with it): the wait ends with this instead of going on forever.
+
+    :ivar cause: the session's :class:`LeaseLost`, if known.
+    """
+
+    def __init__(
+        self, message: str = "", *, cause: Optional[BaseException] = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.cause = cause
+
+
+class NotElectionLeader(ConcurrencyError, ServerError):
+    """``proclaim``/fenced calls of an election by a candidate that does not lead it (etcd's
+    election service says ``election: not leader``). Not the cluster's :class:`NotLeader`."""
+
+
+class NoElectionLeader(ConcurrencyError, ServerError):
+    """Nobody leads the election (etcd's election service says ``election: no leader``). Not
+    the cluster's :class:`NoLeader`."""
+
+
 _BY_MESSAGE: Dict[str, Type[ServerError]] = {
     "etcdserver: key is not provided": EmptyKey,
     "etcdserver: key not found": KeyNotFound,
@@ -663,6 +731,8 @@ _BY_MESSAGE: Dict[str, Type[ServerError]] = {
     "etcdserver: role is not granted to the user": RoleNotGranted,
     "etcdserver: permission not given": PermissionNotGiven,
     "etcdserver: permission is not granted to the role": PermissionNotGranted,
+    "election: not leader": NotElectionLeader,
+    "election: no leader": NoElectionLeader,
 }
 
 _BY_CODE: Dict[int, Type[ServerError]] = {

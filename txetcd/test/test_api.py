@@ -16,6 +16,7 @@ from txetcd import (
     _errors,
     _keepalive,
     _lease,
+    _lockservice,
     _maintenance,
     _mirror,
     _session,
@@ -26,6 +27,7 @@ from txetcd import (
 )
 from txetcd._args import prefix_range_end
 from txetcd._errors import error_from_status
+from txetcd.concurrency import _election, _lock, _namespace, _registry, _stm
 from txetcd.test.helpers import grpc_channel
 
 
@@ -38,6 +40,7 @@ def test_root_only_reexports() -> None:
         _errors,
         _keepalive,
         _lease,
+        _lockservice,
         _maintenance,
         _mirror,
         _session,
@@ -45,6 +48,11 @@ def test_root_only_reexports() -> None:
         _txn,
         _types,
         _watch,
+        _lock,
+        _election,
+        _stm,
+        _namespace,
+        _registry,
     )
     for name in txetcd.__all__:
         if name == "__version__":
@@ -169,7 +177,9 @@ def test_prefix_range_end() -> None:
         (9, "etcdserver: lease already exists", txetcd.LeaseExists, ()),
         (11, "etcdserver: too large lease TTL", txetcd.LeaseTTLTooLarge, (txetcd.OutOfRange,)),
         (11, "some future out-of-range message", txetcd.OutOfRange, ()),
-        (2, "election: no leader", txetcd.Internal, ()),
+        (2, "election: no leader", txetcd.NoElectionLeader, (txetcd.ServerError,)),
+        (2, "election: not leader", txetcd.NotElectionLeader, (txetcd.ConcurrencyError,)),
+        (2, "election: something new", txetcd.Internal, ()),
         (99, "???", txetcd.Internal, ()),
     ],
 )

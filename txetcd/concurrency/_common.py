@@ -1,0 +1,186 @@
+"""What the recipes share: waiting on the client's clock, resending safe calls, owner keys, and
+the guard that notices when an owner key is lost.
+
+Everything here uses the public :class:`txetcd.Client` API only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, TypeVar
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
+
+from txetcd import (
+    ConnectionFailed,
+    EventType,
+    LeaseLost,
+    LockLost,
+    OutcomeUnknown,
+    Session,
+    SessionExpired,
+    Timeout,
+    Unavailable,
+    WatchBatch,
+)
+from txetcd._retry import RESEND_BACKOFF
+from txetcd._signal import Signal
+
+__all__ = ["sleep", "resending", "owner_key", "wait_deleted", "session_lease", "Guard"]
+
+T = TypeVar("T")
+
+#: errors after which a recipe sends an idempotent-in-effect call again
+TRANSIENT = (ConnectionFailed, OutcomeUnknown, Unavailable, Timeout)
+
+
+def failure(error: BaseException) -> Failure:
+    """A Failure of ``error`` (typed for mypy)."""
+    return Failure(error)  # type: ignore[no-untyped-call]
+
+
+def sleep(clock: Any, seconds: float) -> "Deferred[None]":
+    """Fires after ``seconds`` on ``clock``; cancelling it cancels the timer."""
+    d: Deferred[None] = Deferred(lambda _: call.cancel())
+    call = clock.callLater(seconds, d.callback, None)
+    return d
+
+
+async def resending(
+    clock: Any, call: Callable[[], "Deferred[T]"], limit: Optional[int] = None
+) -> T:
+    """``call()``'s result, calling it again (after the resend backoff, on ``clock``) while it
+    fails with a connection error or an unknown outcome, at most ``limit`` times in all if
+    given. Only for calls whose effect is the same however often they are applied (a
+    create-if-absent txn, a read, a fenced delete)."""
+    failures = 0
+    while True:
+        try:
+            return await call()
+        except TRANSIENT:
+            failures += 1
+            if limit is not None and failures >= limit:
+                raise
+            await sleep(clock, RESEND_BACKOFF(failures - 1))
+
+
+def _ignore_cancel(f: Failure) -> None:
+    f.trap(CancelledError)  # type: ignore[no-untyped-call]
+
+
+def owner_key(prefix: bytes, lease_id: int) -> bytes:
+    """``prefix`` + the lease ID in lower-case hex: one session's key in a lock or election
+    (etcd's lock service and Go's recipes name it the same way)."""
+    return prefix + b"%x" % (lease_id & 0xFFFFFFFFFFFFFFFF)
+
+
+async def session_lease(session: Session) -> int:
+    """The session's lease, once granted; :class:`SessionExpired` if it is lost already."""
+    await session.ready
+    lost = session.lost
+    if lost.called:
+        reason = await lost
+        raise SessionExpired(f"the session's lease was lost: {reason}", cause=reason)
+    lost.cancel()
+    lost.addErrback(_ignore_cancel)
+    assert session.lease_id is not None
+    return session.lease_id
+
+
+def wait_deleted(client: Any, key: bytes, after: int) -> "Deferred[None]":
+    """Fires once ``key`` is deleted at a revision after ``after`` (it resumes across
+    connection breaks like any watch); cancelling it cancels the watch."""
+    done: Deferred[None] = Deferred(lambda _: watch.cancel())
+
+    def seen(batch: WatchBatch) -> None:
+        if done.called:
+            return
+        for event in batch.events:
+            if event.type == EventType.DELETE:
+                done.callback(None)
+                watch.cancel()
+                return
+
+    def ended(result: object) -> None:
+        if not done.called:
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.errback(failure(CancelledError(f"the watch of {key!r} ended")))
+
+    watch = client.watch(key, start_revision=after + 1, callback=seen)
+    watch.done.addBoth(ended)
+    return done
+
+
+class Guard:
+    """Notices the loss of an owner key ``key`` (created at ``revision``) however it happens:
+    its delete (a watch on it), the session's ``lost``, or the lease's deadline passing on the
+    clock with no refresh answered (a stopped keepalive never reports). :attr:`lost` fires,
+    with a :class:`~txetcd.LockLost` as its result, at the first of these."""
+
+    def __init__(self, client: Any, session: Session, key: bytes, revision: int) -> None:
+        self.key = key
+        self.revision = revision
+        self._clock = client.clock
+        self._lost: Signal[LockLost] = Signal()
+        self._stopped = False
+        self._deleted = wait_deleted(client, key, revision)
+        self._deleted.addCallbacks(lambda _: self._lose("its owner key was deleted"), self._broke)
+        self._session_lost = session.lost
+        self._session_lost.addCallbacks(self._lease_lost, _ignore_cancel)
+        self._handle = session.keepalive
+        self._timer: Any = None
+        self._arm()
+
+    @property
+    def lost(self) -> "Deferred[LockLost]":
+        """Fires with a :class:`~txetcd.LockLost` once the key is lost."""
+        return self._lost.wait()
+
+    @property
+    def is_lost(self) -> bool:
+        """True once the key is known to be lost."""
+        return self._lost.fired
+
+    def stop(self) -> None:
+        """Stop watching (``lost`` will not fire any more)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._deleted.cancel()
+        self._session_lost.cancel()
+
+    def _arm(self) -> None:
+        handle = self._handle
+        if handle is None or self._stopped:
+            return
+        delay = max(handle.deadline - self._clock.seconds(), 0.0)
+        self._timer = self._clock.callLater(delay, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        handle = self._handle
+        if handle is None or self._stopped:
+            return
+        if handle.deadline > self._clock.seconds():
+            self._arm()
+        else:
+            self._lose(f"its lease {handle.lease_id} reached its deadline with no refresh answered")
+
+    def _lease_lost(self, reason: LeaseLost) -> None:
+        self._lose(f"its lease was lost: {reason}", reason)
+
+    def _broke(self, f: Failure) -> None:
+        if not f.check(CancelledError) or not self._stopped:  # type: ignore[no-untyped-call]
+            self._lose(f"its watch ended: {f.value}", f.value)
+
+    def _lose(self, why: str, cause: Optional[BaseException] = None) -> None:
+        if self._stopped or self._lost.fired:
+            return
+        error = LockLost(f"{self.key!r} lost: {why}", key=self.key, cause=cause)
+        self.stop()
+        self._lost.fire(error)
