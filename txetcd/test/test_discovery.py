@@ -82,7 +82,7 @@ def test_auto_sync_loop_on_a_clock(transport: Any) -> None:
 
     client.member_list = member_list  # type: ignore[method-assign]
     logged: List[Dict[str, Any]] = []
-    globalLogPublisher.addObserver(logged.append)
+    globalLogPublisher.addObserver(logged.append)  # type: ignore[arg-type]
     try:
         clock.advance(9.5)
         assert asked == []
@@ -106,7 +106,7 @@ def test_auto_sync_loop_on_a_clock(transport: Any) -> None:
         assert clock.getDelayedCalls() == []
         assert len([e for e in logged if "auto-sync" in e.get("log_format", "")]) == 2
     finally:
-        globalLogPublisher.removeObserver(logged.append)
+        globalLogPublisher.removeObserver(logged.append)  # type: ignore[arg-type]
 
 
 def test_without_auto_sync_no_timer() -> None:
