@@ -22,7 +22,9 @@ from txetcd._errors import ClientClosed, ConnectionFailed
 from txetcd._grpc import GrpcStream, _UnaryCall
 from txetcd._h2frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
 from txetcd._http2 import H2Connection
+from txetcd._methods import RANGE
 from txetcd._retry import backoff_policy
+from txetcd._terms import PROBE_REQUEST, TermWatch
 from txetcd._tls import TLSOptions
 from txetcd._transport import Capabilities, Metadata, Method
 
@@ -73,6 +75,10 @@ def parse_endpoint(url: str) -> Endpoint:
     except ValueError as e:
         raise ValueError(f"endpoint {url!r}: {e}") from None
     return Endpoint(url, parts.scheme, parts.hostname, port)
+
+
+def _ignore(_: object) -> None:
+    return None
 
 
 def _when_ready(conn: H2Connection) -> "Deferred[H2Connection]":
@@ -146,6 +152,8 @@ class Channel:
         self._prefixes: dict[Tuple[int, bytes], bytes] = {}
         self._lost_waiters: List[Deferred[None]] = []
         self._resending: set[_UnaryCall] = set()  # calls waiting out a backoff before a resend
+        #: the highest raft term seen, and the writes in flight (see :mod:`txetcd._terms`)
+        self.terms = TermWatch(self.clock, self._probe_term)
         #: how long an endpoint that failed is left alone (failures in a row -> seconds)
         self.endpoint_backoff: Callable[[int], float] = backoff_policy(0.05, 2.0)
 
@@ -247,6 +255,8 @@ class Channel:
             if call.attempts:
                 call._restart()
             call.attempts += 1
+            if not call.idempotent:
+                self.terms.sent(call)
             data = b"\x00" + len(call.payload).to_bytes(4, "big") + call.payload
             conn.start_stream(call, call.header_block(prefix), data, True)
         else:
@@ -260,6 +270,13 @@ class Channel:
                     conn._send_data(call, frame, end)
             if local_closed and not call.local_closed and not call.closed:
                 conn._send_data(call, b"", True)
+
+    def _probe_term(self) -> None:
+        """Ask the member for its raft term (see :mod:`txetcd._terms`)."""
+        d = self.unary(
+            RANGE, PROBE_REQUEST, timeout=self.terms.interval, idempotent=True, decode=_ignore
+        )
+        d.addErrback(_ignore)
 
     def _forget_waiter(self, call: Any) -> None:
         try:
@@ -393,6 +410,7 @@ class Channel:
         The Deferred fires once every connection is gone (no transport, no timer left).
         """
         self.closed = True
+        self.terms.close()
         if self._connecting is not None:
             self._connecting.cancel()
         waiters, self._waiters = self._waiters, []

@@ -31,16 +31,18 @@ from txetcd._errors import (
     ClientClosed,
     ConnectionFailed,
     EtcdError,
+    OutcomeUnknown,
     ProtocolViolation,
     Unimplemented,
     error_from_status,
 )
 from txetcd._http1 import HTTP1Client, HTTPResponse
 from txetcd._kvjson import DIRECT, Fallback
-from txetcd._methods import LEASE_KEEPALIVE
+from txetcd._methods import LEASE_KEEPALIVE, RANGE
 from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
+from txetcd._terms import PROBE_REQUEST, TermWatch
 from txetcd._transport import REQUIRE_LEADER, Capabilities, Metadata, Method
 
 __all__ = ["GatewayChannel"]
@@ -111,6 +113,9 @@ class _Unary:
         "lines",
         "endpoint",
         "waits",
+        "term",
+        "pending",
+        "superseded_by",
     )
 
     def __init__(
@@ -136,6 +141,9 @@ class _Unary:
         self.lines = method.path in _LINES  # the answer is stream lines ({"result": ...})
         self.endpoint = 0  # the index of the endpoint the last attempt went to
         self.waits = 0  # resends after "not now" answers
+        self.term: Optional[int] = None  # a write in flight: the term when sent (_terms)
+        self.pending: Optional[Deferred[Any]] = None  # the request in flight
+        self.superseded_by = 0  # the new leader's term that ended this write
 
     def __call__(self, n: int) -> "Deferred[Any]":
         channel = self.channel
@@ -150,11 +158,24 @@ class _Unary:
             timeout=None if deadline is None else max(deadline - channel.clock.seconds(), 0.001),
             idempotent=self.idempotent,
         )
+        if not self.idempotent:
+            self.pending = d
+            channel.terms.sent(self)
         # An error answer (raised by answered) is judged by failed too: reads answered
         # UNAVAILABLE go again.
         return d.addCallback(self.answered).addErrback(self.failed, n)
 
+    def superseded(self, term: int) -> None:
+        """A new leader was elected since this write was sent (see :mod:`txetcd._terms`)."""
+        self.superseded_by = term
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.cancel()
+
     def answered(self, response: HTTPResponse) -> Any:
+        if self.term is not None:
+            self.channel.terms.done(self)
+            self.pending = None
         if response.status != 200:
             raise gateway_error(response, mutation=not self.idempotent)
         decode = self.decode
@@ -163,17 +184,29 @@ class _Unary:
                 results = _result_lines(response.body)
                 if not results:
                     raise ValueError("no result line")
-                return decode(dict_to_message(results[0], self.response_type))
-            if self.direct is not None:
-                return decode_direct(response.body, self.response_type, decode, self.direct)
-            return decode(from_json(response.body, self.response_type))
+                result = decode(dict_to_message(results[0], self.response_type))
+            elif self.direct is not None:
+                result = decode_direct(response.body, self.response_type, decode, self.direct)
+            else:
+                result = decode(from_json(response.body, self.response_type))
         except EtcdError:
             raise
         except Exception as e:
             raise ProtocolViolation(f"could not decode the gateway's answer: {e!r}") from None
+        self.channel.terms.saw(result)
+        return result
 
     def failed(self, failure: Any, n: int) -> Any:
         channel = self.channel
+        if self.term is not None:
+            channel.terms.done(self)
+            self.pending = None
+            if self.superseded_by:
+                raise OutcomeUnknown(
+                    "the write's outcome is unknown: a new leader was elected (raft term "
+                    f"{self.term} -> {self.superseded_by}) while it was in flight "
+                    f"({self.gateway_path})"
+                )
         err = failure.value
         if isinstance(err, ConnectionFailed):
             channel._endpoint_failed(self.endpoint)  # the next attempt, and the next call, go on
@@ -198,6 +231,14 @@ class _Unary:
         ):
             return failure
         return deferLater(clock, delay, self, n + 1)
+
+
+def _same(message: Any) -> Any:
+    return message
+
+
+def _ignore(_: object) -> None:
+    return None
 
 
 def gateway_headers(metadata: Metadata) -> Any:
@@ -249,6 +290,8 @@ class GatewayChannel:
         self.http = http
         self.max_attempts = max_attempts
         self.max_waits = 12  # resends after "not now" answers, as on the gRPC channel
+        #: the highest raft term seen, and the writes in flight (see :mod:`txetcd._terms`)
+        self.terms = TermWatch(self.clock, self._probe_term)
         self.closed = False
         self._index = 0
 
@@ -333,9 +376,17 @@ class GatewayChannel:
         """No login here (see :class:`txetcd._auth.AuthTransport`): nothing to refresh."""
         return succeed(False)
 
+    def _probe_term(self) -> None:
+        """Ask the member for its raft term (see :mod:`txetcd._terms`)."""
+        d = self.unary(
+            RANGE, PROBE_REQUEST, timeout=self.terms.interval, idempotent=True, decode=_same
+        )
+        d.addErrback(_ignore)
+
     def close(self) -> "Deferred[None]":
         """Close the HTTP/1.1 client: pending calls fail, nothing is left behind."""
         self.closed = True
+        self.terms.close()
         return self.http.close()
 
 

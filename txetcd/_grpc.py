@@ -128,6 +128,8 @@ class _UnaryCall(_Call):
         self.payload = payload
         self.resend_timer: Optional[IDelayedCall] = None
         self.waits = 0  # resends after "not now" answers (see _schedule_resend)
+        #: a write in flight: the highest raft term the channel had seen when it was sent
+        self.term: Optional[int] = None
         self.idempotent = idempotent
         self.metadata = metadata
         self.attempts = 0
@@ -183,7 +185,9 @@ class _UnaryCall(_Call):
                 self._finish_error(ProtocolViolation("unary response had the wrong length"))
                 return
             try:
-                result = self.decode(self.parse(buf[5:]))
+                message = self.parse(buf[5:])
+                self.channel.terms.saw(message)
+                result = self.decode(message)
             except EtcdError as e:  # the decoder refused the answer (ordering: member behind)
                 self._answered_error(e)
                 return
@@ -270,6 +274,19 @@ class _UnaryCall(_Call):
             ConnectionFailed(f"{why} (after {self.attempts} attempts)", maybe_sent=sent)
         )
 
+    def superseded(self, term: int) -> None:
+        """A new leader was elected (raft term ``term``) since this write was sent: a member
+        that forwarded it to the old leader will only time it out. End it now, with what can be
+        said of it: its outcome is unknown (the new leader may have it)."""
+        if self.finished:
+            return
+        why = (
+            f"a new leader was elected (raft term {self.term} -> {term}) while the write was "
+            f"in flight ({self.path.decode()})"
+        )
+        self._finish_error(OutcomeUnknown(f"the write's outcome is unknown: {why}"))
+        self.cancel(CANCEL)
+
     def _resend(self) -> None:
         self.resend_timer = None
         self.channel._resending.discard(self)
@@ -292,12 +309,16 @@ class _UnaryCall(_Call):
         self.finished = True
         if self.timer is not None:
             self.timer.cancel()
+        if self.term is not None:
+            self.channel.terms.done(self)
         self.deferred.callback(result)
 
     def _finish_error(self, error: BaseException) -> None:
         self.finished = True
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
+        if self.term is not None:
+            self.channel.terms.done(self)
         self._stop_resend()
         self.channel._forget_waiter(self)
         self.deferred.errback(error)

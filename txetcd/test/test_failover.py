@@ -38,7 +38,8 @@ async def test_leader_killed_under_load_loses_and_duplicates_nothing(transport: 
     acked: Dict[bytes, int] = {}  # key -> revision of its acknowledged put
     unknown: Set[bytes] = set()
     failures: List[BaseException] = []
-    completions: List[float] = []  # when each operation completed
+    completions: List[float] = []  # when each read completed
+    writes_done: List[float] = []  # when each acknowledged write completed
     counter = itertools.count()
     running = True
     try:
@@ -64,7 +65,7 @@ async def test_leader_killed_under_load_loses_and_duplicates_nothing(transport: 
                     await sleep(0.05)
                 else:
                     acked[key] = put.header.revision
-                    completions.append(r.seconds())
+                    writes_done.append(r.seconds())
 
         async def reader() -> None:
             while running:
@@ -85,15 +86,17 @@ async def test_leader_killed_under_load_loses_and_duplicates_nothing(transport: 
             killed_at = r.seconds()
             cluster.kill(leader)
             await sleep(0.1)
-            # recovery: the first completion after the kill that is not an in-flight leftover
+            # recovery: the first write acknowledged after the kill (not an in-flight leftover),
+            # while the old leader stays down; reads must come back too
             for _ in range(300):
-                later = [t for t in completions if t > killed_at + 0.05]
-                if later:
+                later = [t for t in writes_done if t > killed_at + 0.05]
+                if later and any(t > killed_at + 0.05 for t in completions):
                     recoveries.append(min(later) - killed_at)
                     break
                 await sleep(0.05)
             else:
-                raise AssertionError("no operation completed within 15 s of a leader kill")
+                raise AssertionError("no write completed within 15 s of a leader kill")
+            await sleep(1.0)
             await cluster.restart_member_async(leader, r)
         await sleep(1.0)
         running = False
@@ -117,7 +120,7 @@ async def test_leader_killed_under_load_loses_and_duplicates_nothing(transport: 
             f"failures; recovery after each kill: {[round(x, 2) for x in recoveries]} s "
             f"(median {statistics.median(recoveries):.2f} s)"
         )
-        assert max(recoveries) < 5.0  # etcd's own election takes 1-2 s here
+        assert max(recoveries) < 5.0  # etcd's own election takes 1-2 s here (typically 1.5 s)
     finally:
         running = False
         await client.close()

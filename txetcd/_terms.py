@@ -1,0 +1,102 @@
+"""Writes in flight across a change of leader, for every transport.
+
+A write sent to a follower is forwarded to the leader; if that leader dies, the follower holds
+the write until etcd's own request timeout (about 7 s with default timings) and then answers
+"request timed out": the client learns nothing sooner. Every answer carries the member's raft
+term, which grows when a new leader is elected. :class:`TermWatch` keeps the highest term seen;
+each write in flight remembers the term when it was sent, and once a higher one is seen the write
+is ended at once with :class:`~txetcd.OutcomeUnknown` (it may have reached the old leader and be
+applied by the new one: only the caller can tell), so writers move on to the new leader. While
+writes are in flight a cheap probe (a read any member answers without a leader) asks for the term
+every ``interval`` seconds, so a new leader is noticed even when nothing else is answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Protocol, Set
+
+from twisted.internet.interfaces import IDelayedCall
+
+from txetcd._proto import rpc_pb2
+
+__all__ = ["PROBE_REQUEST", "TermWatch", "Write", "term_of"]
+
+#: a read any member answers at once, even without a leader: its header carries the term
+PROBE_REQUEST = rpc_pb2.RangeRequest(key=b"\0", serializable=True, count_only=True)
+
+
+class Write(Protocol):
+    """A write in flight, as :class:`TermWatch` sees it."""
+
+    #: the highest term seen when it was sent (0: none seen yet, so nothing to compare)
+    term: Optional[int]
+
+    def superseded(self, term: int) -> None:
+        """A new leader (raft term ``term``) was elected since it was sent: end it."""
+
+
+def term_of(answer: Any) -> int:
+    """The raft term in an answer's header (a message or a result), 0 when it has none."""
+    try:
+        term: int = answer.header.raft_term
+    except AttributeError:
+        return 0
+    return term
+
+
+class TermWatch:
+    """The highest raft term seen, the writes in flight, and the probe (see the module doc).
+
+    :param clock: the ``IReactorTime`` the probe runs on.
+    :param probe: sends the probe; its answer must come back through :meth:`saw`.
+    :param interval: seconds between probes while writes are in flight.
+    """
+
+    def __init__(self, clock: Any, probe: Callable[[], None], interval: float = 0.5) -> None:
+        self.clock = clock
+        self.probe = probe
+        self.interval = interval
+        self.term = 0
+        self.writes: Set[Write] = set()
+        self._timer: Optional[IDelayedCall] = None
+        self.closed = False
+
+    def saw(self, answer: Any) -> None:
+        """Note an answer's term; a higher one than ever seen ends the writes sent before it."""
+        term = term_of(answer)
+        if term > self.term:
+            self.term = term
+            if self.writes:
+                for write in [w for w in self.writes if w.term and w.term < term]:
+                    self.writes.discard(write)
+                    write.superseded(term)
+
+    def sent(self, write: Write) -> None:
+        """A write goes out now."""
+        write.term = self.term
+        self.writes.add(write)
+        if self._timer is None and not self.closed:
+            self._timer = self.clock.callLater(self.interval, self._tick)
+
+    def done(self, write: Write) -> None:
+        """A write ended (answered, failed, cancelled); the probe stops with the last one."""
+        self.writes.discard(write)
+        if not self.writes and self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        if not self.writes or self.closed:
+            return
+        if self.term:
+            self.probe()
+        self._timer = self.clock.callLater(self.interval, self._tick)
+
+    def close(self) -> None:
+        """Stop probing (no timer left)."""
+        self.closed = True
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()

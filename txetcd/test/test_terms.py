@@ -1,0 +1,78 @@
+"""Writes in flight across a change of leader (txetcd._terms), on a Clock."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from twisted.internet import task
+
+from txetcd._proto import rpc_pb2
+from txetcd._terms import TermWatch, term_of
+
+
+class FakeWrite:
+    def __init__(self) -> None:
+        self.term: Optional[int] = None
+        self.ended: List[int] = []
+
+    def superseded(self, term: int) -> None:
+        self.ended.append(term)
+
+
+def answer(term: int) -> object:
+    return rpc_pb2.RangeResponse(header=rpc_pb2.ResponseHeader(raft_term=term))
+
+
+def test_a_higher_term_ends_the_writes_sent_before_it() -> None:
+    clock = task.Clock()
+    probes: List[float] = []
+    watch = TermWatch(clock, lambda: probes.append(clock.seconds()), interval=0.5)
+    watch.saw(answer(2))
+    old, unknown = FakeWrite(), FakeWrite()
+    watch.sent(old)
+    assert old.term == 2
+    watch.saw(answer(2))  # the same leader: nothing happens
+    assert old.ended == []
+    clock.advance(0.5)
+    assert probes == [0.5]  # writes in flight: the term is asked for
+    new = FakeWrite()
+    watch.saw(answer(3))
+    watch.sent(new)
+    assert old.ended == [3] and new.ended == [] and new.term == 3
+    watch.done(new)
+    clock.advance(0.5)  # nothing in flight any more: no probe, no timer left
+    assert probes == [0.5] and clock.getDelayedCalls() == []
+    del unknown
+
+
+def test_writes_sent_before_any_term_was_seen_are_not_ended() -> None:
+    clock = task.Clock()
+    watch = TermWatch(clock, lambda: None)
+    first = FakeWrite()
+    watch.sent(first)
+    assert first.term == 0
+    watch.saw(answer(7))  # the first answer: no change of leader can be told from it
+    assert first.ended == []
+    watch.done(first)
+    watch.close()
+    assert clock.getDelayedCalls() == []
+
+
+def test_no_probe_before_a_term_is_known_and_close_stops_probing() -> None:
+    clock = task.Clock()
+    probes: List[float] = []
+    watch = TermWatch(clock, lambda: probes.append(clock.seconds()), interval=0.5)
+    write = FakeWrite()
+    watch.sent(write)
+    clock.advance(0.5)
+    assert probes == []
+    watch.saw(answer(1))
+    clock.advance(0.5)
+    assert probes == [1.0]
+    watch.close()
+    assert clock.getDelayedCalls() == []
+
+
+def test_term_of_answers_without_a_header() -> None:
+    assert term_of(object()) == 0
+    assert term_of(answer(4)) == 4
