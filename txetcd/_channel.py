@@ -241,9 +241,13 @@ class Channel:
         conn = self.connection
         if conn is not None and conn.accepting:
             self._start(conn, call)
-        else:
-            self._waiters.append(call)
-            self._connect()
+            return True
+        if conn is not None and conn.lost is not None:
+            # Dying (its streams are told before we are): leave its endpoint now, so a call
+            # made meanwhile (a writer putting again on OutcomeUnknown) connects elsewhere.
+            self._connection_gone(conn, conn.lost.reason)
+        self._waiters.append(call)
+        self._connect()
         return True
 
     def _start(self, conn: H2Connection, call: Any) -> None:
@@ -386,11 +390,16 @@ class Channel:
         if self.connection is conn:
             self.connection = None
 
+    def _connection_gone(self, conn: H2Connection, why: str) -> None:
+        """The current connection broke: no new calls on it, and its endpoint backs off (the
+        next connection goes elsewhere first)."""
+        self.connection = None
+        if not self.closed and conn.endpoint is not None:
+            self._mark_failed(conn.endpoint, why)
+
     def _connection_lost(self, conn: H2Connection, reason: ConnectionClosed) -> None:
         if self.connection is conn:
-            self.connection = None
-            if not self.closed and conn.endpoint is not None:
-                self._mark_failed(conn.endpoint, reason.reason)  # reconnect elsewhere first
+            self._connection_gone(conn, reason.reason)
         if conn in self.connections:
             self.connections.remove(conn)
         for key in [k for k in self._prefixes if k[0] == id(conn)]:
