@@ -21,7 +21,7 @@ Watches and the lease keepalive loop run on it too (see :class:`GatewayStream` a
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Set
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import deferLater
@@ -33,6 +33,7 @@ from txetcd._errors import (
     EtcdError,
     OutcomeUnknown,
     ProtocolViolation,
+    Timeout,
     Unimplemented,
     error_from_status,
 )
@@ -208,15 +209,20 @@ class _Unary:
                     f"({self.gateway_path})"
                 )
         err = failure.value
+        if isinstance(err, Timeout):
+            # HTTP/1.1 has no PING: a member that stays silent for a whole deadline (cut off,
+            # black-holed) is only noticed so; later calls and its streams go elsewhere
+            channel._endpoint_failed(self.endpoint, str(err))
+            return failure
         if isinstance(err, ConnectionFailed):
-            channel._endpoint_failed(self.endpoint)  # the next attempt, and the next call, go on
+            channel._endpoint_failed(self.endpoint, str(err))  # the next attempt and call go on
             if not may_resend(idempotent=self.idempotent, maybe_sent=err.maybe_sent):
                 return failure
             spent = n >= channel.max_attempts
             delay = RESEND_BACKOFF(n - 1)
         elif may_resend_after(err, idempotent=self.idempotent):
             if member_unfit(err):
-                channel._endpoint_failed(self.endpoint)
+                channel._endpoint_failed(self.endpoint, str(err))
             self.waits += 1  # "not now" answers have a budget of their own, as on gRPC
             spent = self.waits > channel.max_waits
             delay = RESEND_BACKOFF(self.waits - 1)
@@ -294,6 +300,7 @@ class GatewayChannel:
         self.terms = TermWatch(self.clock, self._probe_term)
         self.closed = False
         self._index = 0
+        self._streams: Set[GatewayStream] = set()  # open server streams (watches)
 
     @property
     def endpoint_urls(self) -> List[str]:
@@ -315,11 +322,22 @@ class GatewayChannel:
         self.endpoints = [known.get(e.url, e) for e in fresh]
         self._index = self.endpoints.index(current) if current in self.endpoints else 0
 
-    def _endpoint_failed(self, index: int) -> None:
-        """A call to endpoint ``index`` broke: later calls go to the next (once per failure,
-        however many calls saw it)."""
-        if self._index == index:
-            self._index += 1
+    def _endpoint_failed(self, index: int, why: str = "") -> None:
+        """A call to endpoint ``index`` broke, timed out or was refused by a member that cannot
+        serve: later calls go to the next (once per failure, however many calls saw it), and
+        the streams open to it end with :class:`~txetcd.ConnectionFailed` (a watch resumes on
+        the next endpoint; alone on a silent connection, it would never hear of the failure)."""
+        if self._index != index:
+            return
+        self._index += 1
+        endpoints = self.endpoints
+        failed = endpoints[index % len(endpoints)]
+        if endpoints[self._index % len(endpoints)] is failed:
+            return  # one endpoint: nowhere else to go
+        for stream in [s for s in self._streams if s.endpoint is failed]:
+            stream._abandon(
+                ConnectionFailed(f"{failed.url}: left after a failed call: {why}", maybe_sent=True)
+            )
 
     def unary(
         self,
@@ -419,6 +437,7 @@ class GatewayStream:
         self.ended = False
         self._body: List[bytes] = []
         self._handle: Any = None
+        self.endpoint: Optional[Endpoint] = None  # where it was sent
         self._start_call = channel.clock.callLater(0, self._start)
 
     def send(self, message: Any, end: bool = False) -> bool:
@@ -462,9 +481,11 @@ class GatewayStream:
                 Unimplemented(f"{self.method.name} is not available over the JSON gateway", code=12)
             )
             return
+        self.endpoint = endpoint = channel._endpoint()
+        channel._streams.add(self)
         self._handle = channel.http.stream(
             b"POST",
-            channel._endpoint().url.rstrip("/") + route,
+            endpoint.url.rstrip("/") + route,
             headers=gateway_headers(self.metadata),
             body=b"\n".join(self._body),
             on_line=self._line,
@@ -509,10 +530,17 @@ class GatewayStream:
             err = ConnectionFailed(f"the gateway watch stream broke: {err!r}")
         self._end(err)
 
+    def _abandon(self, error: BaseException) -> None:
+        """End the stream with ``error`` and close its connection (its endpoint failed)."""
+        self._end(error)
+        if self._handle is not None:
+            self._handle.cancel()
+
     def _end(self, error: Optional[BaseException]) -> None:
         if self.ended:
             return
         self.ended = True
+        self.channel._streams.discard(self)
         self.on_close(error)
 
 

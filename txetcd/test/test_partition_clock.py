@@ -3,15 +3,17 @@ what every endpoint being down looks like, without processes or sockets."""
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Optional, Tuple
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from txetcd import OutcomeUnknown
+from txetcd import ConnectionFailed, OutcomeUnknown, Timeout
 from txetcd._channel import Channel, Endpoint
-from txetcd._methods import PUT
+from txetcd._gateway import GatewayChannel
+from txetcd._http1 import HTTPResponse
+from txetcd._methods import PUT, RANGE, WATCH
 from txetcd._proto import rpc_pb2
 
 
@@ -72,3 +74,71 @@ def test_a_call_made_as_the_silent_connection_dies_goes_to_another_member() -> N
     assert again == []  # sent on the connection to b
     channel.close()
     assert isinstance(again[0].value, Exception)
+
+
+# -- the gateway: HTTP/1.1 has no PING, a silent member shows only by a call's deadline --------
+
+
+class SilentHTTP:
+    """An HTTP1Client to members that never answer: each request times out at its deadline
+    (as the pool does), each stream stays open and silent until cancelled."""
+
+    def __init__(self, clock: task.Clock) -> None:
+        self.clock = clock
+        self.requests: List[str] = []
+        self.streams: List[Tuple[str, "Deferred[Any]"]] = []
+
+    def request(self, method: bytes, url: str, **kw: Any) -> "Deferred[HTTPResponse]":
+        self.requests.append(url.split("/v3")[0])
+        d: Deferred[HTTPResponse] = Deferred()
+        timeout: Optional[float] = kw.get("timeout")
+        if timeout is not None:
+            self.clock.callLater(timeout, d.errback, Timeout("no answer within the deadline"))
+        return d
+
+    def stream(self, method: bytes, url: str, **kw: Any) -> Any:
+        done: Deferred[Any] = Deferred(lambda d: d.errback(CancelledError()))
+        self.streams.append((url.split("/v3")[0], done))
+
+        class _Handle:
+            def __init__(self) -> None:
+                self.done = done
+
+            def cancel(self) -> None:
+                if not done.called:
+                    done.cancel()
+
+            def pause(self) -> None:
+                pass
+
+            def resume(self) -> None:
+                pass
+
+        return _Handle()
+
+    def close(self) -> "Deferred[None]":
+        return succeed(None)
+
+
+def test_gateway_leaves_a_member_silent_for_a_whole_deadline_and_its_watch_too() -> None:
+    clock = task.Clock()
+    http = SilentHTTP(clock)
+    channel = GatewayChannel(["http://a:1", "http://b:2"], clock, http)
+    closed: List[Optional[BaseException]] = []
+    watch = channel.stream(WATCH, lambda m: None, closed.append)
+    watch.send(rpc_pb2.WatchRequest())
+    clock.advance(0)
+    assert http.streams[0][0] == "http://a:1"
+    got: List[Any] = []
+    channel.unary(
+        RANGE, rpc_pb2.RangeRequest(key=b"k"), timeout=2.0, idempotent=True, decode=str
+    ).addBoth(got.append)
+    clock.advance(2.0)
+    assert isinstance(got[0].value, Timeout)  # typed, at its deadline
+    # later calls go to b, and the watch ended so that it resumes there
+    channel.unary(RANGE, rpc_pb2.RangeRequest(key=b"k"), timeout=2.0, idempotent=True, decode=str)
+    assert http.requests == ["http://a:1", "http://b:2"]
+    assert isinstance(closed[0], ConnectionFailed) and "http://a:1" in str(closed[0])
+    assert http.streams[0][1].called  # its connection was closed
+    clock.advance(2.0)
+    assert clock.getDelayedCalls() == []
