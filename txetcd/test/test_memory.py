@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from txetcd import (
     ClientClosed,
     LeaseExpired,
+    Put,
     RevisionCompacted,
     Unimplemented,
     WatchBatch,
@@ -201,3 +202,54 @@ def test_lock_and_election_recipes(memory_etcd: MemoryEtcd) -> None:
     result(e1.campaign("one"))
     assert result(e1.leader()).value == b"one"
     result(e1.resign())
+
+
+def test_a_write_from_a_watch_callback_loses_no_event_for_later_watches(
+    memory_etcd: MemoryEtcd,
+) -> None:
+    # Every watch is given a revision before any consumer runs: a callback that writes (a
+    # newer revision) while the others are still to be served must not make them skip it.
+    client = memory_etcd.client()
+    seen: List[Any] = []
+
+    def writer(batch: WatchBatch) -> None:
+        seen.append(("writer", batch.revision))
+        if batch.revision == 2:
+            client.put(b"other", b"x")
+
+    client.watch(b"k", callback=writer)  # first on the stream: served first
+    client.watch_prefix(b"", callback=lambda b: seen.append(("all", b.revision)))
+    result(client.put(b"k", b"v"))
+    assert seen == [("writer", 2), ("all", 2), ("all", 3)]
+
+
+def test_a_write_is_answered_with_its_own_revision_while_a_watcher_writes(
+    memory_etcd: MemoryEtcd,
+) -> None:
+    client = memory_etcd.client()
+    client.watch(b"k", callback=lambda b: client.put(b"echo", b"%d" % b.revision))
+    assert result(client.put(b"k", b"v")).header.revision == 2
+    assert memory_etcd.revision == 3
+    ok = result(client.txn(compare=[], success=[Put(b"k", b"w")]))
+    assert ok.header.revision == 4 and memory_etcd.revision == 5
+    lease = result(client.grant(10))
+    result(client.put(b"k", b"x", lease_id=lease.id))  # 6, echoed at 7
+    assert result(client.revoke(lease.id)).header.revision == 8
+    assert memory_etcd.revision == 9
+
+
+def test_contended_lock_hands_over_while_a_watcher_writes(memory_etcd: MemoryEtcd) -> None:
+    # The waiter watches the holder's key; a watch created before it (an audit trail that
+    # writes on each change of the lock's keys) is served first and writes at once.
+    concurrency = pytest.importorskip("txetcd.concurrency")
+    client = memory_etcd.client()
+    client.watch_prefix(b"job/", callback=lambda b: client.put(b"audit", b"%d" % b.revision))
+    holder = concurrency.Lock(concurrency.Session(client, ttl=10), "job")
+    waiter = concurrency.Lock(concurrency.Session(client, ttl=10), "job")
+    result(holder.acquire())
+    acquired = waiter.acquire()
+    assert not acquired.called
+    result(holder.release())
+    assert result(acquired) is waiter and waiter.locked
+    result(waiter.release())
+    assert result(client.get_prefix(b"job/")).count == 0

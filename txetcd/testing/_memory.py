@@ -142,6 +142,9 @@ class MemoryEtcd:
 
     def _kick(self, stream: "_MemoryStream") -> None:
         self._queue.append(stream)
+        self._pump()
+
+    def _pump(self) -> None:
         if self._pumping:
             return
         self._pumping = True
@@ -219,8 +222,8 @@ class MemoryEtcd:
             raise status_error(5, LEASE_NOT_FOUND)
         _cancel(lease.timer)
         lease.timer = None
-        self.store.revoke_keys(lease)
-        return rpc_pb2.LeaseRevokeResponse(header=self.store.header())
+        revision = self.store.revoke_keys(lease)
+        return rpc_pb2.LeaseRevokeResponse(header=self.store.header(revision))
 
     def _time_to_live(self, r: Any) -> Any:
         store = self.store
@@ -243,9 +246,16 @@ class MemoryEtcd:
 
     # -- watches -------------------------------------------------------------------------------
     def _written(self, revision: int, events: List[Any]) -> None:
-        for stream in list(self._watch_streams):
-            for watch in list(stream.watches.values()):
-                watch.deliver(revision, events, self.store.header(revision))
+        # Every watch is given this revision before any consumer runs: a consumer that writes
+        # at once must not move a watch not yet served past it (the event would be lost).
+        held, self._pumping = self._pumping, True
+        try:
+            for stream in list(self._watch_streams):
+                for watch in list(stream.watches.values()):
+                    watch.deliver(revision, events, self.store.header(revision))
+        finally:
+            self._pumping = held
+        self._pump()
 
     def _arm_progress(self) -> None:
         if self._progress_timer is None or not self._progress_timer.active():

@@ -226,8 +226,10 @@ class Store:
         except BaseException:
             self._undo(revision)
             raise
+        # The header names this write's revision (or the unchanged one): taken before the
+        # watchers are told, as their consumers may write again at once.
+        resp.header.CopyFrom(self.header(revision if events else self.revision))
         self.commit(revision, events)
-        resp.header.CopyFrom(self.header())
         return resp
 
     def _undo(self, revision: int) -> None:
@@ -305,15 +307,17 @@ class Store:
             if self._next_lease not in self.leases:
                 return self._next_lease
 
-    def revoke_keys(self, lease: Lease) -> None:
-        """Delete the lease's keys, all in one revision."""
+    def revoke_keys(self, lease: Lease) -> int:
+        """Delete the lease's keys, all in one revision; the store's revision after it."""
         revision, events = self.revision + 1, []  # type: Tuple[int, List[Any]]
         for key in sorted(lease.keys):
             kv = self.current(key)
             if kv is not None:
                 self._remove(kv, revision, events)
         lease.keys.clear()
+        after = revision if events else self.revision
         self.commit(revision, events)
+        return after
 
     def history_events(self, start: int) -> Iterable[Tuple[int, List[Any]]]:
         """Every write's events from revision ``start`` on."""
