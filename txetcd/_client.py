@@ -514,6 +514,7 @@ class Client(
         require_leader: bool = False,
         callback: Optional[Callable[[WatchBatch], Any]] = None,
         max_backlog: int = 64,
+        timeout: Any = NOT_GIVEN,
     ) -> Watch:
         """Watch a key, a prefix or a range; returns a :class:`~txetcd.Watch` at once.
 
@@ -530,14 +531,20 @@ class Client(
         - ``require_leader``: a member cut off from its cluster ends the stream (the watch then
           resumes elsewhere) instead of going silent
         - ``max_backlog``: batches held for a slow consumer before the stream is paused
+        - ``timeout``: seconds etcd has to create the watch (``None``: no limit), instead of the
+          client's ``timeout``; past it ``created`` fails with :class:`~txetcd.ConnectionFailed`
+          naming the endpoint and the cause, and the watch ends
 
-        If the stream or connection breaks, the watch resumes by itself right after the last
-        revision it received; no event is lost or repeated. If that revision has been
-        compacted meanwhile, ``done`` fails with :class:`~txetcd.RevisionCompacted`.
+        If the stream or connection breaks after the watch was created, it resumes by itself,
+        for as long as it takes, right after the last revision it received; no event is lost or
+        repeated. Each outage is logged once as a warning; ``watch.connected``,
+        ``watch.disconnected()`` and ``watch.reconnected()`` tell where it stands. If that
+        revision has been compacted meanwhile, ``done`` fails with
+        :class:`~txetcd.RevisionCompacted`.
         """
         hub = self._watch_hub
         if hub is None:
-            hub = self._watch_hub = WatchHub(self._channel, self.clock)
+            hub = self._watch_hub = WatchHub(self._channel, self.clock, timeout=self.timeout)
         return hub.watch(
             key,
             prefix=prefix,
@@ -550,6 +557,36 @@ class Client(
             require_leader=require_leader,
             callback=callback,
             max_backlog=max_backlog,
+            timeout=timeout,
+        )
+
+    def watch_prefix(
+        self,
+        prefix: Union[bytes, str],
+        *,
+        start_revision: Optional[int] = None,
+        prev_kv: bool = False,
+        filters: Iterable[Union[WatchFilter, str, int]] = (),
+        progress_notify: bool = False,
+        fragment: bool = False,
+        require_leader: bool = False,
+        callback: Optional[Callable[[WatchBatch], Any]] = None,
+        max_backlog: int = 64,
+        timeout: Any = NOT_GIVEN,
+    ) -> Watch:
+        """Watch every key starting with ``prefix`` (``b""``: every key); see :meth:`watch`."""
+        return self.watch(
+            prefix,
+            prefix=True,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            filters=filters,
+            progress_notify=progress_notify,
+            fragment=fragment,
+            require_leader=require_leader,
+            callback=callback,
+            max_backlog=max_backlog,
+            timeout=timeout,
         )
 
     def request_progress(self) -> None:

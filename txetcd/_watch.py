@@ -7,6 +7,11 @@ its connection breaks, every watch on it is re-created on a new stream at its ne
 revision is delivered exactly once and in order. A watch whose next revision was compacted ends
 with :class:`~txetcd.RevisionCompacted` carrying ``compact_revision``, and nothing after it.
 
+The first creation of a watch has a deadline (the client's ``timeout``, or the watch's own): if
+etcd cannot be reached by then, ``created`` fails with :class:`~txetcd.ConnectionFailed` naming
+the endpoint and the cause. Once created, a watch resumes for as long as it takes; each outage is
+logged once, as a warning with its cause, and shows on the watch (``connected``).
+
 Back-pressure: a watch whose consumer falls behind (a callback's Deferred still pending, or an
 ``async for`` that does not pull) holds its batches; past ``max_backlog`` batches the shared
 stream stops returning HTTP/2 window, so the server stops sending instead of memory growing,
@@ -18,29 +23,20 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Deque,
-    Dict,
-    Iterable,
-    List,
-    Optional,
-    Union,
-)
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Union
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txetcd._args import check_bool, check_int, key_range
+from txetcd._args import NOT_GIVEN, check_bool, check_int, key_range
 from txetcd._errors import ClientClosed, RevisionCompacted, WatchCancelled
-from txetcd._kv import header_of, kv_of
 from txetcd._methods import WATCH
 from txetcd._proto import rpc_pb2
-from txetcd._types import Event, EventType, WatchBatch
+from txetcd._retry import backoff_policy
+from txetcd._types import WatchBatch
+from txetcd._watcher import Watch
 
 if TYPE_CHECKING:
     from txetcd._transport import Stream, Transport
@@ -48,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["Watch", "WatchFilter", "WatchHub"]
 
 _WatchRequest: Any = rpc_pb2.WatchRequest
-_CreateRequest: Any = rpc_pb2.WatchCreateRequest
 _CancelRequest: Any = rpc_pb2.WatchCancelRequest
 _PROGRESS = _WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
 
@@ -82,218 +77,14 @@ def _failure(error: BaseException) -> Failure:
     return Failure(error)  # type: ignore[no-untyped-call]
 
 
-def _event(ev: Any) -> Event:
-    return Event(
-        EventType(ev.type), kv_of(ev.kv), kv_of(ev.prev_kv) if ev.HasField("prev_kv") else None
-    )
-
-
-class Watch:
-    """One watch: consume it with a callback, or with ``async for batch in watch``.
-
-    Each :class:`~txetcd.WatchBatch` holds every event of one revision, in order.
-
-    :ivar created: fires with the store revision at which the watch was first created
-        (events come after it unless ``start_revision`` said otherwise).
-    :ivar done: fires with ``None`` once the watch ends by :meth:`cancel` (or the client
-        closing), or fails with the reason: :class:`~txetcd.RevisionCompacted` (with
-        ``compact_revision``), :class:`~txetcd.WatchCancelled`, or the exception a callback
-        raised.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self,
-        hub: "WatchHub",
-        key: bytes,
-        range_end: bytes,
-        *,
-        start_revision: int,
-        prev_kv: bool,
-        filters: List[int],
-        progress_notify: bool,
-        fragment: bool,
-        require_leader: bool,
-        callback: Optional[Callback],
-        max_backlog: int,
-    ) -> None:
-        self._hub = hub
-        self.key = key
-        self.range_end = range_end
-        self._prev_kv = prev_kv
-        self._filters = filters
-        self._progress_notify = progress_notify
-        self._fragment = fragment
-        self.require_leader = require_leader
-        self._callback = callback
-        self._max_backlog = max_backlog
-        #: the next revision this watch needs (0: "from now", before it was first created)
-        self.next_revision = start_revision
-        self.created: Deferred[int] = Deferred()
-        self.done: Deferred[None] = Deferred()
-        self.ended = False
-        self._stream: Optional[_WatchStream] = None
-        self._watch_id = 0
-        self._fragments: List[Any] = []
-        self._backlog: Deque[WatchBatch] = deque()
-        self._busy = False  # a callback's Deferred is pending
-        self._voting = False  # holding the stream paused
-        self._ending: Optional[Failure] = None  # end once the backlog is delivered
-        self._waiter: Optional[Deferred[WatchBatch]] = None  # async for, waiting
-        self._final: Optional[Failure] = None  # how it ended, if it failed
-
-    # -- public ------------------------------------------------------------------------------
-    @property
-    def revision(self) -> int:
-        """The revision up to which every event of this watch was received (0: not yet known)."""
-        return max(self.next_revision - 1, 0)
-
-    def cancel(self) -> None:
-        """Stop watching; ``done`` fires with ``None``. Batches not yet consumed are dropped."""
-        if self.ended:
-            return
-        self._backlog.clear()
-        self._finish(None)
-
-    def __aiter__(self) -> "Watch":
-        if self._callback is not None:
-            raise TypeError("this watch delivers to a callback; it cannot also be iterated")
-        return self
-
-    async def __anext__(self) -> WatchBatch:
-        if self._backlog:
-            batch = self._backlog.popleft()
-            self._drained()
-            return batch
-        if self._ending is not None and not self.ended:
-            self._end_now()
-        if self.ended:
-            if self._final is not None:
-                self._final.raiseException()
-            raise StopAsyncIteration
-        d: Deferred[WatchBatch] = Deferred()
-        self._waiter = d
-        return await d
-
-    # -- from the stream -------------------------------------------------------------------
-    def _events(self, header: Any, events: Any, fragment: bool) -> None:
-        if self._fragment and (fragment or self._fragments):
-            self._fragments.extend(events)
-            if fragment:
-                return
-            events, self._fragments = self._fragments, []
-        hdr = header_of(header)
-        batch: List[Event] = []
-        rev = 0
-        for ev in events:
-            mod = ev.kv.mod_revision
-            if mod < self.next_revision:
-                continue  # seen before the stream broke: exactly once
-            if mod != rev and batch:
-                self._deliver(WatchBatch(rev, tuple(batch), hdr))
-                batch = []
-            rev = mod
-            batch.append(_event(ev))
-        if batch:
-            self._deliver(WatchBatch(rev, tuple(batch), hdr))
-
-    def _progress(self, revision: int) -> None:
-        if revision + 1 > self.next_revision:
-            self.next_revision = revision + 1
-
-    def _deliver(self, batch: WatchBatch) -> None:
-        if self.ended or self._ending is not None:
-            return
-        self.next_revision = batch.revision + 1
-        if self._callback is not None and not self._busy and not self._backlog:
-            self._call(batch)
-            return
-        if self._waiter is not None:
-            d, self._waiter = self._waiter, None
-            d.callback(batch)
-            return
-        self._backlog.append(batch)
-        if len(self._backlog) > self._max_backlog and not self._voting and self._stream:
-            self._voting = True
-            self._stream.vote_pause(+1)
-
-    def _call(self, batch: WatchBatch) -> None:
-        assert self._callback is not None
-        try:
-            result = self._callback(batch)
-        except BaseException:
-            self._fail(Failure())  # type: ignore[no-untyped-call]
-            return
-        if isinstance(result, Deferred):
-            self._busy = True
-            result.addCallbacks(self._callback_done, self._fail)
-
-    def _callback_done(self, _: object) -> None:
-        self._busy = False
-        while self._backlog and not self._busy and not self.ended:
-            batch = self._backlog.popleft()
-            self._drained()
-            self._call(batch)
-        if not self._backlog and self._ending is not None and not self._busy:
-            self._end_now()
-
-    def _drained(self) -> None:
-        if self._voting and len(self._backlog) <= self._max_backlog // 2:
-            self._voting = False
-            if self._stream is not None:
-                self._stream.vote_pause(-1)
-
-    def _fail(self, failure: Failure) -> None:
-        """A callback failed: the watch ends with that error (never swallowed)."""
-        self._busy = False
-        self._backlog.clear()
-        self._finish(failure)
-
-    def _server_ended(self, failure: Failure) -> None:
-        """Compacted or cancelled by the server: deliver what is held, then end with it."""
-        self._hub._detach(self)
-        self._ending = failure
-        if not self._backlog and not self._busy:
-            self._end_now()
-
-    def _end_now(self) -> None:
-        failure = self._ending
-        self._finish(failure if isinstance(failure, Failure) else None)
-
-    def _finish(self, failure: Optional[Failure]) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        self._final = failure
-        if self._voting and self._stream is not None:
-            self._stream.vote_pause(-1)  # before leaving the stream, or it stays paused
-        self._voting = False
-        self._hub._detach(self)
-        if not self.created.called:
-            self.created.errback(failure or _failure(ClientClosed("the watch ended")))
-            self.created.addErrback(lambda _: None)  # `done` carries the failure
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.errback(failure or _failure(StopAsyncIteration()))
-        if failure is None:
-            self.done.callback(None)
-        else:
-            self.done.errback(failure)
-
-    def _create_request(self, watch_id: int) -> Any:
-        req = _CreateRequest(
-            key=self.key,
-            range_end=self.range_end,
-            start_revision=self.next_revision,
-            prev_kv=self._prev_kv,
-            progress_notify=self._progress_notify,
-            fragment=self._fragment,
-            watch_id=watch_id,
-        )
-        if self._filters:
-            req.filters.extend(self._filters)
-        return _WatchRequest(create_request=req)
+def _timeout(value: object) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"timeout must be > 0, not {value}")
+    return float(value)
 
 
 class _WatchStream:
@@ -303,7 +94,8 @@ class _WatchStream:
         self.hub = hub
         self.require_leader = require_leader
         self.watches: Dict[int, Watch] = {}
-        self.creating: Deque[Any] = deque()  # creates sent, answers pending (in order)
+        #: creates sent, answers pending, in order (None: that watch was cancelled since)
+        self.creating: Deque[Optional[Watch]] = deque()
         self.next_id = 1
         self.paused_by = 0
         self.dead = False
@@ -350,20 +142,16 @@ class _WatchStream:
             if not self.creating:
                 return
             first = self.creating.popleft()
-            watch = self.watches.get(first._watch_id)
-            if watch is None or watch is not first:
-                return  # a placeholder: that watch was cancelled before its create was answered
+            if first is None or self.watches.get(first._watch_id) is not first:
+                return  # that watch was cancelled before its create was answered
             if resp.canceled or resp.watch_id == -1:
-                self.hub._creation_refused(watch, resp)
+                self.hub._creation_refused(first, resp)
                 return
             self.established = True
-            self.hub._backoff_reset()
-            if watch.next_revision == 0:
-                watch.next_revision = resp.header.revision + 1
-            if not watch.created.called:
-                watch.created.callback(resp.header.revision)
+            self.hub._stream_up()
+            first._now_created(resp.header.revision)
             if resp.events:  # not sent by etcd together with created, but harmless
-                watch._events(resp.header, resp.events, resp.fragment)
+                first._events(resp.header, resp.events, resp.fragment)
             return
         watch_id = resp.watch_id
         if resp.canceled:
@@ -417,21 +205,49 @@ class WatchHub:
         *,
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
+        timeout: Optional[float] = None,
     ) -> None:
         self.channel = channel
         self.clock = clock
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
+        self._rand = random.Random()
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        #: failures in a row -> seconds before the next resume
+        self.backoff = backoff_policy(backoff_initial, backoff_max, jitter=self._rand.random)
+        #: the deadline of a watch's first creation, unless the watch has its own (None: none)
+        self.timeout = _timeout(timeout)
         self.streams: Dict[bool, _WatchStream] = {}
         #: on a half-duplex channel (the JSON gateway) every watch has a stream of its own
         self.solo: List[_WatchStream] = []
         self.waiting: List[Watch] = []  # to be re-created once the backoff timer fires
+        #: every watch not ended yet (also one delivering its backlog after the server ended it)
+        self.live: Dict[Watch, None] = {}
         self.timer: Optional[IDelayedCall] = None
         self.failures = 0
         self.closed = False
         self.restarts = 0  # streams re-opened after a break (for tests and metrics)
         self.last_error: Optional[BaseException] = None  # why the last stream broke
-        self._rand = random.Random()
+        self.outage_since: Optional[float] = None  # when created watches lost their stream
+
+    @property
+    def backoff_initial(self) -> float:
+        """The first wait before a resume, in seconds (setting it rebuilds :attr:`backoff`)."""
+        return self._backoff_initial
+
+    @backoff_initial.setter
+    def backoff_initial(self, value: float) -> None:
+        self._backoff_initial = value
+        self.backoff = backoff_policy(value, self._backoff_max, jitter=self._rand.random)
+
+    @property
+    def backoff_max(self) -> float:
+        """The longest wait before a resume, in seconds (setting it rebuilds :attr:`backoff`)."""
+        return self._backoff_max
+
+    @backoff_max.setter
+    def backoff_max(self, value: float) -> None:
+        self._backoff_max = value
+        self.backoff = backoff_policy(self._backoff_initial, value, jitter=self._rand.random)
 
     def watch(
         self,
@@ -447,13 +263,15 @@ class WatchHub:
         require_leader: bool = False,
         callback: Optional[Callback] = None,
         max_backlog: int = 64,
+        timeout: Any = NOT_GIVEN,
     ) -> Watch:
-        """Start a watch (see :meth:`txetcd.Client.watch`)."""
+        """Start a watch (see :meth:`txetcd.Client.watch`); ``timeout`` bounds its creation."""
         k, end = key_range(key, range_end, prefix)
         start = 0 if start_revision is None else check_int(start_revision, "start_revision")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
         check_int(max_backlog, "max_backlog", minimum=1)
+        deadline = self.timeout if timeout is NOT_GIVEN else _timeout(timeout)
         watch = Watch(
             self,
             k,
@@ -466,10 +284,13 @@ class WatchHub:
             require_leader=check_bool(require_leader, "require_leader"),
             callback=callback,
             max_backlog=max_backlog,
+            timeout=deadline,
         )
         if self.closed:
-            watch._finish(None)
+            watch._finish(None, ClientClosed("the client is closed"))
             return watch
+        watch._start_deadline(self.clock)
+        self.live[watch] = None
         if self.timer is not None:
             self.waiting.append(watch)  # a break is being waited out: join the resume
         else:
@@ -501,16 +322,17 @@ class WatchHub:
                 self.timer = None
         stream = watch._stream
         if stream is not None:
-            if watch in stream.creating:
-                stream.creating.remove(watch)
-                stream.creating.appendleft(_Placeholder())  # keep answers matched in order
+            creating = stream.creating
+            for i, pending in enumerate(creating):
+                if pending is watch:
+                    creating[i] = None  # its answer still comes, in its place (Go: nil)
+                    break
             stream.remove(watch)
 
     def _creation_refused(self, watch: Watch, resp: Any) -> None:
         stream = watch._stream
         if stream is not None:
             stream.watches.pop(watch._watch_id, None)
-            watch._stream = None
         reason = resp.cancel_reason or "the server refused to create the watch"
         watch._server_ended(_failure(WatchCancelled(reason)))
 
@@ -532,27 +354,48 @@ class WatchHub:
             if len(watch._backlog) > watch._max_backlog:
                 watch._voting = True  # still over: the new stream starts paused for it
             watch._fragments = []  # a partial fragmented message is sent again whole
+            watch._disconnect(error)
         if not orphans:
             return
         if self.closed:
             for watch in orphans:
-                watch._finish(None)
+                watch._finish(None, ClientClosed("the client is closed"))
             return
         if not stream.established:
             self.failures += 1
-        self.log.info(
-            "watch stream broke ({error}); resuming {n} watches", error=error, n=len(orphans)
-        )
+        self._log_break(error, orphans)
         self.waiting.extend(orphans)
         if self.timer is None:
             self.timer = self.clock.callLater(self._delay(), self._resume)
 
-    def _delay(self) -> float:
-        base = min(self.backoff_max, self.backoff_initial * (2.0 ** min(self.failures, 16)))
-        return float(base * (0.5 + self._rand.random()))
+    def _log_break(self, error: Optional[BaseException], orphans: List[Watch]) -> None:
+        """One warning per outage of created watches (not per retry); the rest is debug."""
+        if self.outage_since is None and any(w._created.fired for w in orphans):
+            self.outage_since = self.clock.seconds()
+            self.log.warn(
+                "watch stream to etcd ({endpoints}) lost: {error}; {n} watches will resume "
+                "when it is back",
+                endpoints=", ".join(self.channel.endpoint_urls),
+                error=error,
+                n=len(orphans),
+            )
+        else:
+            self.log.debug(
+                "watch stream broke ({error}); resuming {n} watches", error=error, n=len(orphans)
+            )
 
-    def _backoff_reset(self) -> None:
+    def _delay(self) -> float:
+        return self.backoff(self.failures)
+
+    def _stream_up(self) -> None:
+        """etcd answered a create: the backoff starts over, and an outage is over."""
         self.failures = 0
+        if self.outage_since is not None:
+            self.log.info(
+                "watch stream to etcd back after {seconds:.1f} s",
+                seconds=self.clock.seconds() - self.outage_since,
+            )
+            self.outage_since = None
 
     def _resume(self) -> None:
         self.timer = None
@@ -568,21 +411,13 @@ class WatchHub:
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-        watches = list(self.waiting)
         streams = list(self.streams.values()) + list(self.solo)
-        for stream in streams:
-            watches.extend(stream.watches.values())
+        watches, self.live = list(self.live), {}
         for watch in watches:
-            watch._finish(None)
+            watch._finish(None, ClientClosed("the client is closed"))
         for stream in streams:
             if not stream.dead:
                 stream.close()
         self.streams.clear()
         self.solo.clear()
         return succeed(None)
-
-
-class _Placeholder:
-    """Stands in the create queue for a watch cancelled before its create was answered."""
-
-    _watch_id = -2

@@ -18,8 +18,7 @@ from txetcd import (
     Watch,
     WatchBatch,
 )
-from txetcd.test.helpers import grpc_channel
-from txetcd.test.test_faults import txetcd_timers
+from txetcd.test.helpers import grpc_channel, txetcd_timers
 from txetcd.testing import EtcdServer
 
 
@@ -378,7 +377,7 @@ async def test_callback_watch_cannot_be_iterated(etcd_client: Client) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_require_leader_ends_a_leaderless_stream_instead_of_silence() -> None:
-    from txetcd import NoLeader
+    from txetcd import NoLeader, OutcomeUnknown
     from txetcd.testing import EtcdCluster
 
     with EtcdCluster(2) as cluster:
@@ -402,7 +401,13 @@ async def test_require_leader_ends_a_leaderless_stream_instead_of_silence() -> N
             assert hub.streams.get(False) is silent_stream  # the plain watch's stream stayed
             assert not w1.ended and not w2.ended  # both keep going
             cluster.members[1].start()  # the leader is back
-            await client.put(b"lead/b", b"2")
+            while True:  # a put in flight while the new term shows up: its outcome is unknown
+                try:
+                    await client.put(b"lead/b", b"2")
+                    break
+                except OutcomeUnknown:
+                    if (await client.get(b"lead/b")).kvs:
+                        break
             await defer.gatherResults([loyal.wait(2, timeout=30), plain.wait(2, timeout=30)])
             await task.deferLater(reactor(), 0.2, lambda: None)
             assert [e.value for e in loyal.events] == [b"1", b"2"]  # exactly once
@@ -413,83 +418,72 @@ async def test_require_leader_ends_a_leaderless_stream_instead_of_silence() -> N
             await client.close()
 
 
-class _FakeGrpcStream:
-    """Stands in for a GrpcStream: records what is sent, closes when told to."""
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound, then let go)."""
+    import socket
 
-    def __init__(self, on_message: Any, on_close: Any) -> None:
-        self.on_message, self.on_close = on_message, on_close
-        self.sent: List[bytes] = []
-        self.paused = False
-        self.ended = False
-
-    def send(self, data: bytes) -> bool:
-        self.sent.append(data)
-        return True
-
-    def cancel(self) -> None:
-        if not self.ended:
-            self.ended = True
-            self.on_close(defer.CancelledError())
-
-    def pause(self) -> None:
-        self.paused = True
-
-    def resume(self) -> None:
-        self.paused = False
-
-    def created(self, revision: int) -> None:
-        from txetcd._proto import rpc_pb2
-
-        resp = rpc_pb2.WatchResponse(created=True)
-        resp.header.revision = revision
-        self.on_message(resp.SerializeToString())
-
-    def break_(self) -> None:
-        self.ended = True
-        self.on_close(ConnectionError("reset"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
 
 
-class _FakeChannel:
-    def __init__(self) -> None:
-        self.streams: List[_FakeGrpcStream] = []
-
-    def stream(self, path: bytes, on_message: Any, on_close: Any, **kw: Any) -> _FakeGrpcStream:
-        s = _FakeGrpcStream(on_message, on_close)
-        self.streams.append(s)
-        return s
-
-
-def test_resume_backoff_on_the_clock() -> None:
-    """Jittered exponential backoff between failed streams; back to fast once one works."""
-    from txetcd._proto import rpc_pb2
-    from txetcd._watch import WatchHub
-
-    clock = task.Clock()
-    channel = _FakeChannel()
-    hub = WatchHub(channel, clock, backoff_initial=0.1, backoff_max=2.0)  # type: ignore[arg-type]
-    w = hub.watch(b"k")
-    first = channel.streams[0]
-    first.created(10)
-    assert w.next_revision == 11
-    delays = []
-    for _ in range(7):  # break it, then let every new stream fail before it is created
-        channel.streams[-1].break_()
-        (call,) = clock.getDelayedCalls()
-        delays.append(call.getTime() - clock.seconds())
-        clock.advance(delays[-1])
-    # the first break of an established stream waits ~initial; each failure doubles, to the max
-    bases = [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
-    for delay, base in zip(delays, bases, strict=False):
-        assert base * 0.5 <= delay <= base * 1.5, (delays, bases)
-    # every re-created watch asks for the next revision, never 0
-    for s in channel.streams[1:]:
-        req = rpc_pb2.WatchRequest.FromString(s.sent[0])
-        assert req.create_request.start_revision == 11
-    channel.streams[-1].created(12)  # it works again: the backoff starts over
-    channel.streams[-1].break_()
-    (call,) = clock.getDelayedCalls()
-    assert 0.05 <= call.getTime() - clock.seconds() <= 0.15
+@pytest_twisted.ensureDeferred
+async def test_a_timed_out_async_for_step_loses_nothing(
+    etcd_client: Client, etcd_prefix: bytes
+) -> None:
+    """ "Watch once, with a timeout": a step given up on does not take the next batch."""
+    w = etcd_client.watch(etcd_prefix + b"once")
+    witness = Batches()  # on the same stream: once it has the event, so has w
+    w2 = etcd_client.watch(etcd_prefix + b"once", callback=witness)
+    await defer.gatherResults([w.created, w2.created])
+    step = defer.ensureDeferred(w.__anext__())
+    step.addTimeout(0.1, reactor())
+    with pytest.raises(defer.TimeoutError):
+        await step
+    r = await etcd_client.put(etcd_prefix + b"once", b"1")
+    await witness.wait(1)
+    nxt = defer.ensureDeferred(w.__anext__())
+    nxt.addTimeout(10, reactor())
+    batch = await nxt
+    assert batch.revision == r.header.revision
     w.cancel()
-    assert clock.getDelayedCalls() == []  # cancelling the only waiting watch drops the timer
-    hub.close()
-    assert clock.getDelayedCalls() == []
+    w2.cancel()
+
+
+@pytest_twisted.ensureDeferred
+async def test_created_fails_typed_when_cancelled_before_etcd_created_it(
+    etcd_client: Client,
+) -> None:
+    from txetcd import WatchCancelled
+
+    w = etcd_client.watch(b"never-created")
+    w.cancel()
+    with pytest.raises(WatchCancelled):
+        await w.created
+    await w.done  # fires with None: the watch was cancelled, nothing went wrong
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_etcd_fails_the_watch_at_its_deadline() -> None:
+    from txetcd import ConnectionFailed
+
+    endpoint = f"http://127.0.0.1:{unused_port()}"
+    client = Client(endpoint, reactor=reactor(), timeout=0.5)
+    try:
+        w = client.watch(b"k")
+        created = w.created
+        created.addTimeout(10, reactor())  # fails the test instead of hanging
+        with pytest.raises(ConnectionFailed) as e:
+            await created
+        assert endpoint in str(e.value)
+        assert w.ended and not w.connected
+        with pytest.raises(ConnectionFailed):
+            await w.done
+        # its own timeout= overrides the client's
+        w2 = client.watch(b"k", timeout=0.2)
+        with pytest.raises(ConnectionFailed):
+            await w2.created
+    finally:
+        await client.close()
+    assert txetcd_timers(reactor()) == []
