@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, NamedTuple, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from txetcd._args import NOT_GIVEN
 from txetcd._errors import ConnectionFailed, RevisionCompacted, Timeout, Unavailable
+from txetcd._retry import backoff_policy
+from txetcd._signal import Signal
 from txetcd._types import EventType, KeyValue, WatchBatch
 
 if TYPE_CHECKING:
@@ -17,6 +20,17 @@ if TYPE_CHECKING:
     from txetcd._watch import Watch
 
 __all__ = ["Mirror", "MirrorChange"]
+
+#: the wait before listing again after etcd could not be reached (failures in a row, from 1)
+RELIST_BACKOFF = backoff_policy(initial=0.1, maximum=5.0)
+
+
+def _ignore(_: object) -> None:
+    return None
+
+
+def _failure(error: BaseException) -> Failure:
+    return Failure(error)  # type: ignore[no-untyped-call]
 
 
 class MirrorChange(NamedTuple):
@@ -38,10 +52,16 @@ class Mirror(Mapping[bytes, bytes]):
     """Keep a local copy of every key under ``prefix``: read at a revision R, then watch R + 1.
 
     It reads like a dict of key -> value (``mirror[b"config/a"]``, ``in``, ``len``, iteration);
-    :attr:`kvs` has the full :class:`~txetcd.KeyValue` of each key. ``ready`` fires with the
-    mirror once the first listing is in. ``on_change`` is called with a :class:`MirrorChange`
-    for every change after that. After a compaction it re-lists and carries on, reporting the
-    changes it could not see one by one with ``resync=True``. ``close()`` stops it.
+    :attr:`kvs` has the full :class:`~txetcd.KeyValue` of each key. :attr:`ready` fires with
+    the mirror once the first listing is in and its watch is created. ``on_change`` is called
+    with a :class:`MirrorChange` for every change after that. After a compaction it re-lists
+    and carries on, reporting the changes it could not see one by one with ``resync=True``.
+    ``close()`` stops it.
+
+    Getting ready has a deadline: ``timeout`` seconds (by default the client's ``timeout``;
+    ``None``: none). If etcd cannot be reached by then, ``ready`` and ``done`` fail with
+    :class:`~txetcd.ConnectionFailed` naming the endpoint and the cause. Once ready, the mirror
+    follows the prefix through any outage (its watch resumes, or it lists again).
 
     :ivar revision: the store revision the mirror is current to.
     :ivar resyncs: how many times it had to re-list.
@@ -55,6 +75,7 @@ class Mirror(Mapping[bytes, bytes]):
         prefix: Any,
         *,
         on_change: Optional[Callable[[MirrorChange], Any]] = None,
+        timeout: Any = NOT_GIVEN,
     ) -> None:
         if on_change is not None and not callable(on_change):
             raise TypeError(f"on_change must be callable, not {type(on_change).__name__}")
@@ -62,17 +83,51 @@ class Mirror(Mapping[bytes, bytes]):
         self.prefix = prefix.encode() if isinstance(prefix, str) else prefix
         if not isinstance(self.prefix, bytes):
             raise TypeError(f"prefix must be bytes or str, not {type(prefix).__name__}")
+        if timeout is NOT_GIVEN:
+            timeout = client.timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        ):
+            raise TypeError(f"timeout must be a number of seconds > 0 or None, not {timeout!r}")
         self.on_change = on_change
         self.kvs: Dict[bytes, KeyValue] = {}
         self.revision = 0
         self.resyncs = 0
-        self.ready: Deferred[Mirror] = Deferred()
-        self.done: Deferred[None] = Deferred()
         self.closed = False
+        self._ready: Signal[Mirror] = Signal()
+        self._done: Signal[None] = Signal()
+        self._looked = False  # someone asked for ready or done
+        self._unseen: Optional[Deferred[None]] = None  # an ending failure nobody has seen yet
         self._watch: Optional[Watch] = None
+        self._listing: Optional[Deferred[Any]] = None
         self._retry: Optional[IDelayedCall] = None
         self._failures = 0
+        self._last_error: Optional[BaseException] = None
+        self._timeout: Optional[float] = None if timeout is None else float(timeout)
+        self._deadline: Optional[IDelayedCall] = None
+        self._ready_by = 0.0
+        if self._timeout is not None:
+            clock = client.reactor
+            self._ready_by = clock.seconds() + self._timeout
+            self._deadline = clock.callLater(self._timeout, self._timed_out)
         self._list(resync=False)
+
+    @property
+    def ready(self) -> "Deferred[Mirror]":
+        """Fires with the mirror once it holds the prefix and follows it; fails with
+        :class:`~txetcd.ConnectionFailed` if etcd could not be reached within its ``timeout``,
+        with ``CancelledError`` if it was closed first, or with what ended it.
+        """
+        self._observe()
+        return self._ready.wait()
+
+    @property
+    def done(self) -> "Deferred[None]":
+        """Fires with ``None`` on :meth:`close`; fails with what ended the mirror otherwise
+        (an ``on_change`` that raised, a watch refused by etcd, etcd out of reach at start).
+        """
+        self._observe()
+        return self._done.wait()
 
     # -- Mapping ---------------------------------------------------------------------------
     def __getitem__(self, key: bytes) -> bytes:
@@ -92,34 +147,67 @@ class Mirror(Mapping[bytes, bytes]):
         """Stop following the prefix (the copy keeps its last state); ``done`` fires."""
         if self.closed:
             return
+        self._stop()
+        if not self._ready.fired:
+            self._ready.fire(_failure(CancelledError("the mirror was closed")))
+            self._ready.wait().addErrback(_ignore)
+        self._done.fire(None)
+
+    def _observe(self) -> None:
+        self._looked = True
+        unseen, self._unseen = self._unseen, None
+        if unseen is not None:
+            unseen.addErrback(_ignore)
+
+    def _stop(self) -> None:
+        """Closed (by close() or a failure): no timer, listing or watch is left."""
         self.closed = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
+        for timer in (self._retry, self._deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._retry = self._deadline = None
+        listing, self._listing = self._listing, None
+        if listing is not None:
+            listing.addErrback(_ignore)
+            listing.cancel()
         if self._watch is not None:
             self._watch.cancel()
-        if not self.done.called:
-            self.done.callback(None)
+
+    def _timed_out(self) -> None:
+        """Not ready in time: etcd could not be reached (a watch being created fails itself)."""
+        self._deadline = None
+        if self.closed or self._ready.fired or self._watch is not None:
+            return
+        cause = self._last_error
+        why = str(cause) if cause is not None else "no answer from etcd"
+        err = ConnectionFailed(
+            f"the mirror of {self.prefix!r} was not ready within {self._timeout:g} s: {why}"
+        )
+        err.__cause__ = cause
+        self._failed(_failure(err))
 
     def _list(self, resync: bool) -> None:
         self._retry = None
-        d = self.client.get_prefix(self.prefix)
+        d = self._listing = self.client.get_prefix(self.prefix)
         d.addCallbacks(
             self._listed, self._list_failed, callbackArgs=(resync,), errbackArgs=(resync,)
         )
 
     def _list_failed(self, failure: Failure, resync: bool) -> None:
         """etcd out of reach: list again later (backoff on the client's clock)."""
+        self._listing = None
         if self.closed:
             return
         if not isinstance(failure.value, (ConnectionFailed, Timeout, Unavailable)):
             self._failed(failure)
             return
+        self._last_error = failure.value
         self._failures += 1
-        delay = min(5.0, 0.1 * 2 ** min(self._failures, 10))
+        delay = RELIST_BACKOFF(self._failures)
         self._retry = self.client.reactor.callLater(delay, self._list, resync)
 
     def _listed(self, result: Any, resync: bool) -> None:
+        self._listing = None
         if self.closed:
             return
         self._failures = 0
@@ -137,13 +225,27 @@ class Mirror(Mapping[bytes, bytes]):
         else:
             self.kvs = fresh
             self.revision = revision
+        timeout: Optional[float] = None  # once ready, it follows the prefix come what may
+        if not self._ready.fired and self._timeout is not None:
+            timeout = max(self._ready_by - self.client.reactor.seconds(), 0.001)
         watch = self.client.watch(
-            self.prefix, prefix=True, start_revision=revision + 1, callback=self._apply
+            self.prefix,
+            prefix=True,
+            start_revision=revision + 1,
+            callback=self._apply,
+            timeout=timeout,
         )
         self._watch = watch
+        watch.created.addCallbacks(self._watching, _ignore)  # its failure comes through done
         watch.done.addErrback(self._watch_failed, watch)
-        if not self.ready.called:
-            self.ready.callback(self)
+
+    def _watching(self, _: int) -> None:
+        if self.closed or self._ready.fired:
+            return
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._ready.fire(self)
 
     def _apply(self, batch: WatchBatch) -> None:
         for event in batch.events:
@@ -179,8 +281,14 @@ class Mirror(Mapping[bytes, bytes]):
     def _failed(self, failure: Failure) -> None:
         if self.closed:
             return
-        self.closed = True
-        if not self.ready.called:
-            self.ready.errback(failure)
-        if not self.done.called:
-            self.done.errback(failure)
+        self._stop()
+        if self._ready.fired:
+            self._done.fire(failure)  # a failure nobody waits for is reported by the Signal
+            return
+        # Never ready: ready and done both fail; reported (as unhandled) only if nobody asked.
+        for signal in (self._ready, self._done):
+            signal.fire(failure)
+            signal.wait().addErrback(_ignore)
+        if not self._looked:
+            self._unseen = Deferred()
+            self._unseen.errback(failure)

@@ -116,3 +116,30 @@ def test_mirror_arguments() -> None:
         Mirror(client, 5)
     with pytest.raises(TypeError):
         Mirror(client, b"p/", on_change="no")  # type: ignore[arg-type]
+
+
+@pytest_twisted.ensureDeferred
+async def test_mirror_of_an_unreachable_etcd_fails_ready() -> None:
+    import socket
+
+    from txetcd import ConnectionFailed
+    from txetcd.test.helpers import txetcd_timers
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{port}"
+    client = Client(endpoint, reactor=reactor(), timeout=0.5)
+    try:
+        mirror = Mirror(client, b"p/")
+        ready = mirror.ready
+        ready.addTimeout(10, reactor())  # fails the test instead of hanging
+        with pytest.raises(ConnectionFailed) as e:
+            await ready
+        assert endpoint in str(e.value)
+        assert mirror.closed
+        with pytest.raises(ConnectionFailed):
+            await mirror.done
+    finally:
+        await client.close()
+    assert txetcd_timers(reactor()) == []

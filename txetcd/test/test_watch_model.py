@@ -406,6 +406,98 @@ def test_outage_after_creation_warns_once_and_is_observable() -> None:
     assert clock.getDelayedCalls() == []
 
 
+class FakeClient:
+    """The part of the public client API a Mirror uses, over a FakeChannel."""
+
+    def __init__(self, timeout: Optional[float]) -> None:
+        self.reactor = self.clock = task.Clock()
+        self.timeout = timeout
+        self.channel = FakeChannel(self.clock)
+        self.hub = WatchHub(self.channel, self.clock, timeout=timeout)  # type: ignore[arg-type]
+        self.listings: List["defer.Deferred[Any]"] = []
+        self.reachable = False
+
+    def get_prefix(self, prefix: bytes) -> "defer.Deferred[Any]":
+        if not self.reachable:
+            return defer.fail(ConnectionFailed(REFUSED))
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.listings.append(d)
+        return d
+
+    def watch(self, key: bytes, **kw: Any) -> Watch:
+        return self.hub.watch(key, **kw)
+
+
+def test_mirror_not_ready_in_time_fails_with_the_cause() -> None:
+    from txetcd import Mirror
+
+    client = FakeClient(timeout=2.0)
+    mirror = Mirror(client, b"p/")  # type: ignore[arg-type]
+    ready, done = mirror.ready, mirror.done
+    advance_until(client.clock, ready)
+    assert 2.0 <= client.clock.seconds() < 2.1
+    err = now(ready).value
+    assert isinstance(err, ConnectionFailed) and REFUSED in str(err)
+    assert isinstance(now(done).value, ConnectionFailed) and mirror.closed
+    assert client.clock.getDelayedCalls() == []
+    # listed, but its watch is never created: the same deadline, through the watch
+    client = FakeClient(timeout=2.0)
+    client.reachable = True
+    client.channel.unreachable = True
+    mirror = Mirror(client, b"p/")  # type: ignore[arg-type]
+    ready = mirror.ready
+    client.clock.advance(1.5)
+    (listing,) = client.listings
+    listing.callback(rpc_result(revision=7))
+    advance_until(client.clock, ready)
+    assert 2.0 <= client.clock.seconds() < 2.1
+    err = now(ready).value
+    assert isinstance(err, ConnectionFailed) and REFUSED in str(err)
+    assert client.clock.getDelayedCalls() == []
+
+
+def test_mirror_ready_once_watching_then_follows_through_outages() -> None:
+    from txetcd import Mirror
+
+    client = FakeClient(timeout=2.0)
+    client.reachable = True
+    mirror = Mirror(client, b"p/")  # type: ignore[arg-type]
+    ready = mirror.ready
+    client.listings[0].callback(rpc_result(revision=7))
+    assert not ready.called  # listed, not yet watching
+    s = client.channel.streams[0]
+    assert s.creates()[0].start_revision == 8
+    s.created(7, s.creates()[0].watch_id)
+    assert now(ready) is mirror
+    assert client.clock.getDelayedCalls() == []  # no deadline left once ready
+    client.channel.unreachable = True
+    s.break_()
+    client.clock.pump([1.0] * 60)  # once ready, no deadline: it keeps trying
+    assert not mirror.closed
+    mirror.close()
+    assert now(mirror.done) is None
+    assert client.clock.getDelayedCalls() == []
+    closed_early = Mirror(client, b"q/")  # type: ignore[arg-type]
+    closed_early.close()
+    assert now(closed_early.ready).check(defer.CancelledError)
+
+
+def advance_until(clock: task.Clock, d: "defer.Deferred[Any]", limit: float = 30.0) -> None:
+    """Advance the clock in small steps until ``d`` fires (or fail after ``limit`` seconds)."""
+    for _ in range(int(limit / 0.05)):
+        if d.called:
+            return
+        clock.advance(0.05)
+    raise AssertionError(f"{d!r} did not fire within {limit} s")
+
+
+def rpc_result(revision: int) -> Any:
+    """An empty listing at ``revision`` (what a Mirror reads of a RangeResult)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(header=SimpleNamespace(revision=revision), kvs=())
+
+
 def test_repr() -> None:
     clock, channel, hub = make_hub()
     w = hub.watch(b"config/", prefix=True)
