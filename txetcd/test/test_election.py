@@ -13,12 +13,16 @@ from txetcd.test.helpers import client_of, etcd_client, reactor, until, within  
 from txetcd.testing import EtcdServer
 
 
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
 @pytest_twisted.ensureDeferred
 async def test_five_candidates_one_leader_at_a_time(
-    etcd_server: EtcdServer, etcd_prefix: bytes
+    etcd_server: EtcdServer, etcd_prefix: bytes, transport: Any
 ) -> None:
     name = etcd_prefix + b"e"
-    clients = [Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0) for _ in range(5)]
+    clients = [
+        Client(etcd_server.endpoint, reactor=reactor(), timeout=10.0, transport=transport)
+        for _ in range(5)
+    ]
     sessions = [Session(c, ttl=2) for c in clients]
     elections = [Election(s, name) for s in sessions]
     seen: List[KeyValue] = []

@@ -20,7 +20,15 @@ from txetcd import (
     Timeout,
 )
 from txetcd.concurrency import Lock
-from txetcd.test.helpers import client_of, etcd_client, reactor, sleep, until, within  # noqa: F401
+from txetcd.test.helpers import (  # noqa: F401
+    client_of,
+    etcd_client,
+    outcome,
+    reactor,
+    sleep,
+    until,
+    within,
+)
 from txetcd.testing import EtcdServer
 
 LOCKERS = 6  # scaled down from 10 x 30 to run in seconds on 2 cores next to other tests
@@ -195,3 +203,42 @@ async def test_lock_survives_cuts_and_a_restart(
         await waiter.release()
         await s1.close()
         await s2.close()
+
+
+def test_loss_by_deadline_on_a_clock() -> None:
+    # A holder whose keepalive stopped answering (a paused process) loses the lock when its
+    # lease's deadline passes on the clock, even while etcd still has the key (here another
+    # client keeps that lease alive on the server): no delete and no session report needed.
+    from txetcd.testing import MemoryEtcd
+
+    etcd = MemoryEtcd()
+    holder_client, other = etcd.client(), etcd.client()
+    session = Session(holder_client, ttl=10)
+    lock = Lock(session, "job")
+    acquired = lock.acquire()
+    assert acquired.called and lock.locked
+    lost: List[Any] = []
+    lock.lost.addCallback(lost.append)
+    handle = session.keepalive
+    assert handle is not None
+    etcd.clock.advance(1)
+    handle.stop()  # from now on no refresh is sent or answered
+    deadline = handle.deadline
+    assert deadline > etcd.clock.seconds() + 5
+    assert session.lease_id is not None
+    etcd.clock.advance(deadline - etcd.clock.seconds() - 1)
+    other.keepalive_once(session.lease_id)  # etcd itself keeps the lease (and the key) alive
+    etcd.clock.advance(deadline - etcd.clock.seconds() - 0.01)
+    assert lost == [] and lock.locked
+    etcd.clock.advance(0.01)
+    assert len(lost) == 1 and isinstance(lost[0], LockLost)
+    assert "deadline" in str(lost[0]) and not lock.locked
+    assert lock.key is not None
+    still = other.get(lock.key)
+    assert still.result.count == 1  # the key was still there: the deadline alone told
+    assert isinstance(outcome(lock.release()), LockLost)
+    assert other.get_prefix(b"job/").result.count == 0  # the fenced release removed our key
+    holder_client.close()
+    other.close()
+    etcd.close()
+    assert etcd.clock.getDelayedCalls() == []
