@@ -12,11 +12,13 @@ import os
 import select
 import subprocess
 import time
+from collections import deque
 from typing import (
     Any,
     AsyncIterator,
     Awaitable,
     Callable,
+    Deque,
     Dict,
     Iterator,
     List,
@@ -32,11 +34,12 @@ from twisted.internet import defer, task
 
 from txetcd._channel import Channel
 from txetcd._client import Client
+from txetcd._errors import ConnectionFailed
 from txetcd._keepalive import _KeepAliveHub
 from txetcd._lease import LeaseMethods
 from txetcd._methods import LEASE_KEEPALIVE
 from txetcd._proto import kv_pb2, rpc_pb2
-from txetcd._transport import Method
+from txetcd._transport import Capabilities, Method
 from txetcd._types import Event, ResponseHeader, WatchBatch
 from txetcd.testing import EtcdServer
 from txetcd.v2 import Client as V2Client
@@ -553,3 +556,100 @@ def read_line(process: "subprocess.Popen[bytes]", timeout: float) -> str:
             assert byte, f"process {process.pid} closed its output (so far {line!r})"
             line += byte
     return line.decode()
+
+
+# -- a fake channel for the watch hub ----------------------------------------------------------
+
+#: what the fake channel says when it is ``unreachable`` (as the real one does)
+WATCH_REFUSED = "could not connect to etcd: http://192.0.2.1:2379: Connection refused"
+
+
+class FakeWatchStream:
+    """Stands in for a GrpcStream: records the requests sent; the test answers for etcd."""
+
+    def __init__(self, channel: "FakeWatchChannel", on_message: Any, on_close: Any) -> None:
+        self.channel = channel
+        self.on_message, self.on_close = on_message, on_close
+        self.requests: List[Any] = []  # WatchRequest messages, decoded
+        self.paused = False
+        self.ended = False
+        self.held: Deque[Any] = deque()  # messages held back while paused
+
+    # -- what the hub calls --------------------------------------------------------------------
+    def send(self, message: Any, end: bool = False) -> bool:
+        assert not self.ended, "sent on an ended stream"
+        assert isinstance(message, rpc_pb2.WatchRequest)
+        self.requests.append(message)
+        self.channel.sent(self)
+        return True
+
+    def cancel(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.on_close(defer.CancelledError())
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        while self.held and not self.paused and not self.ended:
+            self.on_message(self.held.popleft())
+
+    # -- what the test does, for etcd ----------------------------------------------------------
+    def deliver(self, resp: Any) -> None:
+        if self.paused or self.held:
+            self.held.append(resp)
+        else:
+            self.on_message(resp)
+
+    def created(self, revision: int, watch_id: int = 0, refused: str = "") -> None:
+        resp = rpc_pb2.WatchResponse(created=True, watch_id=watch_id)
+        resp.header.revision = revision
+        if refused:
+            resp.canceled, resp.cancel_reason = True, refused
+        self.deliver(resp)
+
+    def events(self, watch_id: int, revision: int, keys: List[bytes]) -> None:
+        resp = rpc_pb2.WatchResponse(watch_id=watch_id)
+        resp.header.revision = revision
+        for key in keys:
+            ev = resp.events.add()
+            ev.kv.key, ev.kv.value = key, b"v%d" % revision
+            ev.kv.mod_revision = ev.kv.create_revision = revision
+        self.deliver(resp)
+
+    def break_(self, error: Optional[BaseException] = None) -> None:
+        if not self.ended:
+            self.ended = True
+            self.held.clear()
+            self.on_close(error or ConnectionFailed("connection to http://192.0.2.1:2379 lost"))
+
+    def creates(self) -> List[Any]:
+        return [r.create_request for r in self.requests if r.HasField("create_request")]
+
+
+class FakeWatchChannel:
+    """Makes FakeWatchStreams; ``unreachable`` ones fail on the next turn as the channel would."""
+
+    capabilities = Capabilities(duplex_streams=True, stream_window=True)
+    endpoint_urls = ("http://192.0.2.1:2379",)
+    closed = False
+
+    def __init__(self, clock: task.Clock, duplex: bool = True) -> None:
+        self.clock = clock
+        if not duplex:
+            self.capabilities = Capabilities(duplex_streams=False, stream_window=False)
+        self.streams: List["FakeWatchStream"] = []
+        self.unreachable = False
+        self.on_send: Callable[["FakeWatchStream"], None] = lambda s: None
+
+    def stream(self, method: Any, on_message: Any, on_close: Any, **kw: Any) -> "FakeWatchStream":
+        s = FakeWatchStream(self, on_message, on_close)
+        self.streams.append(s)
+        if self.unreachable:
+            self.clock.callLater(0, s.break_, ConnectionFailed(WATCH_REFUSED))
+        return s
+
+    def sent(self, stream: "FakeWatchStream") -> None:
+        self.on_send(stream)

@@ -23,8 +23,7 @@ from txetcd import (
     Watch,
     WatchBatch,
 )
-from txetcd.test.helpers import grpc_channel
-from txetcd.test.test_faults import txetcd_timers
+from txetcd.test.helpers import grpc_channel, txetcd_timers
 from txetcd.testing import EtcdServer, TCPProxy
 
 Seen = Tuple[int, str, bytes, bytes, Optional[bytes]]  # revision, type, key, value, prev value
