@@ -186,6 +186,8 @@ class _UnaryCall(_Call):
                 return
             try:
                 message = self.parse(buf[5:])
+                if self.term is not None:  # a write's own answer: its outcome, whatever term
+                    self.channel.terms.done(self)
                 self.channel.terms.saw(message)
                 result = self.decode(message)
             except EtcdError as e:  # the decoder refused the answer (ordering: member behind)

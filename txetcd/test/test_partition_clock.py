@@ -142,3 +142,23 @@ def test_gateway_leaves_a_member_silent_for_a_whole_deadline_and_its_watch_too()
     assert http.streams[0][1].called  # its connection was closed
     clock.advance(2.0)
     assert clock.getDelayedCalls() == []
+
+
+def test_a_write_answered_from_a_newer_term_is_acknowledged_not_superseded() -> None:
+    """After an outage the client knows an old raft term; the first write's own answer shows
+    the new one. That answer is the write's outcome, not a sign it was lost."""
+    clock = task.Clock()
+    channel = Channel(["http://a:1"], clock, endpoint_factory=Silent(), clock=clock)
+    channel.terms.term = 2  # seen before the members were restarted
+    got: List[Any] = []
+    put(channel, got)
+    (call,) = channel.terms.writes
+    body = rpc_pb2.PutResponse(header=rpc_pb2.ResponseHeader(revision=9, raft_term=3))
+    data = body.SerializeToString()
+    call.headers_received([(b":status", b"200")], False)  # type: ignore[attr-defined]
+    call.data_received(b"\0" + len(data).to_bytes(4, "big") + data)  # type: ignore[attr-defined]
+    call.headers_received([(b"grpc-status", b"0")], True)  # type: ignore[attr-defined]
+    call.stream_ended()  # type: ignore[attr-defined]
+    assert got and got[0].header.revision == 9, got
+    assert channel.terms.term == 3 and not channel.terms.writes
+    channel.close()
