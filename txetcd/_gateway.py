@@ -117,6 +117,7 @@ class _Unary:
         "term",
         "pending",
         "superseded_by",
+        "errors",
     )
 
     def __init__(
@@ -145,6 +146,7 @@ class _Unary:
         self.term: Optional[int] = None  # a write in flight: the term when sent (_terms)
         self.pending: Optional[Deferred[Any]] = None  # the request in flight
         self.superseded_by = 0  # the new leader's term that ended this write
+        self.errors: List[str] = []  # why each attempt could not connect, to name them all
 
     def __call__(self, n: int) -> "Deferred[Any]":
         channel = self.channel
@@ -218,6 +220,8 @@ class _Unary:
             channel._endpoint_failed(self.endpoint, str(err))  # the next attempt and call go on
             if not may_resend(idempotent=self.idempotent, maybe_sent=err.maybe_sent):
                 return failure
+            if str(err) not in self.errors:
+                self.errors.append(str(err))
             spent = n >= channel.max_attempts
             delay = RESEND_BACKOFF(n - 1)
         elif may_resend_after(err, idempotent=self.idempotent):
@@ -235,6 +239,9 @@ class _Unary:
             or spent
             or (deadline is not None and clock.seconds() + delay >= deadline)
         ):
+            if isinstance(err, ConnectionFailed) and len(self.errors) > 1:
+                # each endpoint tried, and what went wrong there (as the gRPC channel says it)
+                raise ConnectionFailed("; ".join(self.errors), maybe_sent=err.maybe_sent)
             return failure
         return deferLater(clock, delay, self, n + 1)
 
