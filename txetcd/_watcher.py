@@ -239,7 +239,7 @@ class Watch:
         self._deadline = None
         if self.ended or self._created.fired:
             return
-        cause = self._last_error
+        cause = self._last_error or self._hub.last_error  # its own stream's, or the outage's
         if cause is None:
             urls = ", ".join(self._hub.channel.endpoint_urls)
             why = f"no answer from etcd ({urls})"

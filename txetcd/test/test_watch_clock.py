@@ -239,6 +239,22 @@ def test_a_watch_timeout_of_its_own_overrides_the_hub() -> None:
         hub.watch(b"k", timeout=0)
 
 
+def test_a_watch_started_during_an_outage_fails_with_its_cause() -> None:
+    clock, channel, hub = make_hub(timeout=1.0, backoff_initial=10.0, backoff_max=10.0)
+    w = hub.watch(b"k")
+    (s,) = channel.streams
+    s.created(5, s.creates()[0].watch_id)
+    s.break_(ConnectionFailed("connection to http://192.0.2.1:2379 lost"))
+    late = hub.watch(b"late")  # joins the resume, minutes away: no stream of its own yet
+    created = late.created
+    clock.advance(1.0)
+    err = outcome(created)
+    assert isinstance(err, ConnectionFailed) and "192.0.2.1:2379 lost" in str(err)
+    assert not w.ended
+    hub.close()
+    assert clock.getDelayedCalls() == []
+
+
 def test_created_in_time_keeps_no_deadline() -> None:
     clock, channel, hub = make_hub(timeout=1.0)
     w = hub.watch(b"k")
