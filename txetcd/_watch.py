@@ -369,8 +369,11 @@ class WatchHub:
             self.timer = self.clock.callLater(self._delay(), self._resume)
 
     def _log_break(self, error: Optional[BaseException], orphans: List[Watch]) -> None:
-        """One warning per outage of created watches (not per retry); the rest is debug."""
-        if self.outage_since is None and any(w._created.fired for w in orphans):
+        """One warning per outage (not per retry) of watches that were created, or that keep
+        trying with no deadline; the rest is debug (a deadline will tell)."""
+        if self.outage_since is None and any(
+            w._created.fired or w._timeout is None for w in orphans
+        ):
             self.outage_since = self.clock.seconds()
             self.log.warn(
                 "watch stream to etcd ({endpoints}) lost: {error}; {n} watches will resume "

@@ -562,6 +562,8 @@ def read_line(process: "subprocess.Popen[bytes]", timeout: float) -> str:
 
 #: what the fake channel says when it is ``unreachable`` (as the real one does)
 WATCH_REFUSED = "could not connect to etcd: http://192.0.2.1:2379: Connection refused"
+#: why etcd refuses to create a watch whose range is empty (created and canceled at once)
+EMPTY_RANGE = "mvcc: watcher range is empty"
 
 
 class FakeWatchStream:
@@ -643,6 +645,10 @@ class FakeWatchChannel:
         self.streams: List["FakeWatchStream"] = []
         self.unreachable = False
         self.on_send: Callable[["FakeWatchStream"], None] = lambda s: None
+
+    def reauthenticate(self, stale: Any = None) -> "defer.Deferred[bool]":
+        """No login here: a create refused as permission denied stays refused."""
+        return defer.succeed(False)
 
     def stream(self, method: Any, on_message: Any, on_close: Any, **kw: Any) -> "FakeWatchStream":
         s = FakeWatchStream(self, on_message, on_close)

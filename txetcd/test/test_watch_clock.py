@@ -16,7 +16,7 @@ from twisted.logger import ILogObserver, Logger, LogLevel
 from txetcd import ConnectionFailed, WatchBatch, WatchCancelled
 from txetcd._proto import rpc_pb2
 from txetcd._watch import Watch, WatchHub
-from txetcd.test.helpers import WATCH_REFUSED, FakeWatchChannel, outcome
+from txetcd.test.helpers import EMPTY_RANGE, WATCH_REFUSED, FakeWatchChannel, outcome
 
 
 def make_hub(**kw: Any) -> Tuple[task.Clock, FakeWatchChannel, WatchHub]:
@@ -70,11 +70,11 @@ def test_refusal_after_a_cancelled_create_ends_the_right_watch() -> None:
     b.cancel()
     s.created(10, ids[0])
     s.created(10, ids[1])
-    s.created(10, ids[2], refused="etcdserver: permission denied")
+    s.created(10, ids[2], refused=EMPTY_RANGE)
     assert not a.ended and outcome(a.created) == 10
     assert c.ended
     err = outcome(c.created)
-    assert isinstance(err, WatchCancelled) and "permission" in err.reason
+    assert isinstance(err, WatchCancelled) and err.reason == EMPTY_RANGE
     hub.close()
 
 
@@ -116,7 +116,7 @@ def test_refusal_is_reported_once_and_not_when_someone_looked(capture_unhandled:
     clock, channel, hub = make_hub()
     w = hub.watch(b"k")
     (s,) = channel.streams
-    s.created(10, s.creates()[0].watch_id, refused="etcdserver: permission denied")
+    s.created(10, s.creates()[0].watch_id, refused=EMPTY_RANGE)
     # the refusal, from created (typed, not None) and from done
     for d in (w.created, w.done, w.created):
         failures: List[Any] = []
@@ -126,7 +126,7 @@ def test_refusal_is_reported_once_and_not_when_someone_looked(capture_unhandled:
     # nobody looks at either: reported once as unhandled
     w2 = hub.watch(b"k2")
     (s2,) = channel.streams[1:]
-    s2.created(10, s2.creates()[0].watch_id, refused="etcdserver: permission denied")
+    s2.created(10, s2.creates()[0].watch_id, refused=EMPTY_RANGE)
     del w2
     assert len(capture_unhandled()) == 1
     # a cancel before creation is nothing to report
@@ -251,6 +251,20 @@ def test_a_watch_started_during_an_outage_fails_with_its_cause() -> None:
     err = outcome(created)
     assert isinstance(err, ConnectionFailed) and "192.0.2.1:2379 lost" in str(err)
     assert not w.ended
+    hub.close()
+    assert clock.getDelayedCalls() == []
+
+
+def test_no_deadline_and_etcd_out_of_reach_warns_once() -> None:
+    clock, channel, hub = make_hub(timeout=None)
+    logged: List[Dict[str, Any]] = []
+    hub.log = Logger(observer=cast(ILogObserver, logged.append))
+    channel.unreachable = True
+    w = hub.watch(b"k")
+    clock.pump([0.5] * 40)  # many attempts, never created, never given up
+    assert not w.ended and len(channel.streams) > 3
+    warnings = [e for e in logged if e["log_level"] == LogLevel.warn]
+    assert len(warnings) == 1 and WATCH_REFUSED in str(warnings[0]["error"])
     hub.close()
     assert clock.getDelayedCalls() == []
 

@@ -30,7 +30,7 @@ from twisted.internet import defer, task
 from txetcd import WatchBatch, WatchCancelled
 from txetcd._proto import rpc_pb2
 from txetcd._watch import Watch, WatchHub
-from txetcd.test.helpers import FakeWatchChannel, FakeWatchStream
+from txetcd.test.helpers import EMPTY_RANGE, FakeWatchChannel, FakeWatchStream
 
 KEYS = [b"a", b"b", b"c"]
 RANGES = [(b"a", b""), (b"b", b""), (b"c", b""), (b"a", b"c"), (b"\0", b"\0")]  # key, all
@@ -63,7 +63,7 @@ class FakeEtcd:
         if req.HasField("create_request"):
             cr = req.create_request
             if refuse:
-                s.created(rev, cr.watch_id, refused="etcdserver: permission denied")
+                s.created(rev, cr.watch_id, refused=EMPTY_RANGE)
                 return
             s.created(rev, cr.watch_id)
             watch = s.on_message.__self__.watches.get(cr.watch_id)  # the hub's, by its id
@@ -106,7 +106,7 @@ class FakeEtcd:
     def server_cancel(self, watch_id: int) -> None:
         del self.active[watch_id]
         resp = rpc_pb2.WatchResponse(watch_id=watch_id, canceled=True)
-        resp.cancel_reason = "etcdserver: permission denied"
+        resp.cancel_reason = "etcdserver: no leader"
         self.stream.deliver(resp)
 
 
