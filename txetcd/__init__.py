@@ -99,6 +99,7 @@ from txetcd._errors import (
     UserNotFound,
     ValueProvided,
     WatchCancelled,
+    WatchPermissionDenied,
     WriteTimeout,
 )
 from txetcd._keepalive import KeepAlive, LeaseKeepAliveResult
@@ -278,6 +279,7 @@ __all__ = [
     "ValueProvided",
     "WriteTimeout",
     "WatchCancelled",
+    "WatchPermissionDenied",
     "BadLeaderTransferee",
     "ClusterCorrupt",
     "InvalidPeerURLs",

@@ -137,7 +137,7 @@ class AuthTransport:
     def reauthenticate(self, stale: Optional[str] = None) -> "Deferred[bool]":
         """Log in again, unless the token has changed since ``stale`` (another caller already
         did); fires True once a fresh token is held."""
-        if self.token is not None and self.token != stale:
+        if stale is not None and self.token is not None and self.token != stale:
             return succeed(True)  # another caller logged in again already
         if self._login is not None:
             return self._shared_login().addCallback(lambda _: self.token is not None)

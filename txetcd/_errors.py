@@ -75,6 +75,7 @@ __all__ = [
     "AuthNotEnabled",
     "InvalidAuthToken",
     "PermissionDenied",
+    "WatchPermissionDenied",
     "Unauthenticated",
     "FailedPrecondition",
     "NotFound",
@@ -492,6 +493,12 @@ class PermissionDenied(AuthError, PermissionError):
     """PERMISSION_DENIED (7), e.g. etcdserver: permission denied."""
 
     code = 7
+
+
+class WatchPermissionDenied(WatchCancelled, PermissionDenied):
+    """etcd refused to create a watch (``permission denied``) although the client had just
+    logged in again: the user may not read those keys. Both a :exc:`WatchCancelled` and a
+    :exc:`PermissionDenied`."""
 
 
 class AuthFailed(AuthError, InvalidArgument):

@@ -31,7 +31,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._args import NOT_GIVEN, check_bool, check_int, key_range
-from txetcd._errors import ClientClosed, RevisionCompacted, WatchCancelled
+from txetcd._errors import (
+    ClientClosed,
+    RevisionCompacted,
+    WatchCancelled,
+    WatchPermissionDenied,
+)
 from txetcd._methods import WATCH
 from txetcd._proto import rpc_pb2
 from txetcd._retry import backoff_policy
@@ -148,6 +153,7 @@ class _WatchStream:
                 self.hub._creation_refused(first, resp)
                 return
             self.established = True
+            self.hub._auth_refusals.pop(first, None)
             self.hub._stream_up()
             first._now_created(resp.header.revision)
             if resp.events:  # not sent by etcd together with created, but harmless
@@ -224,6 +230,8 @@ class WatchHub:
         self.live: Dict[Watch, None] = {}
         self.timer: Optional[IDelayedCall] = None
         self.failures = 0
+        #: watches refused for their token once (a second refusal ends them)
+        self._auth_refusals: Dict[Watch, int] = {}
         self.closed = False
         self.restarts = 0  # streams re-opened after a break (for tests and metrics)
         self.last_error: Optional[BaseException] = None  # why the last stream broke
@@ -315,6 +323,7 @@ class WatchHub:
         stream.add(watch)
 
     def _detach(self, watch: Watch) -> None:
+        self._auth_refusals.pop(watch, None)
         if watch in self.waiting:
             self.waiting.remove(watch)
             if not self.waiting and self.timer is not None and self.timer.active():
@@ -334,7 +343,31 @@ class WatchHub:
         if stream is not None:
             stream.watches.pop(watch._watch_id, None)
         reason = resp.cancel_reason or "the server refused to create the watch"
-        watch._server_ended(_failure(WatchCancelled(reason)))
+        if "permission denied" not in reason:
+            watch._server_ended(_failure(WatchCancelled(reason)))
+            return
+        if self._auth_refusals.get(watch, 0) >= 1:
+            # refused again with a fresh token: the user may not read this key
+            watch._server_ended(_failure(WatchPermissionDenied(reason, code=7)))
+            return
+        # etcd refuses a watch created with an expired token as "permission denied" (open ones
+        # go on): log in again and create it once more, on a stream opened with the new token.
+        self._auth_refusals[watch] = 1
+        if stream is not None and self.streams.get(stream.require_leader) is stream:
+            del self.streams[stream.require_leader]  # its watches stay; new ones go elsewhere
+        watch._stream = None
+
+        def again(fresh: bool) -> None:
+            if watch.ended or self.closed:
+                return
+            if not fresh:  # nothing to refresh: the refusal stands
+                watch._server_ended(_failure(WatchPermissionDenied(reason, code=7)))
+                return
+            self._attach(watch)
+
+        self.channel.reauthenticate().addCallbacks(
+            again, lambda failure: None if watch.ended else watch._server_ended(failure)
+        )
 
     def _stream_closed(
         self, stream: _WatchStream, error: Optional[BaseException], expected: bool

@@ -261,3 +261,52 @@ async def test_a_user_without_write_permission_gets_permission_denied(
         err = await failure_of(alice.put(b"sec/k", b"w"))
         assert isinstance(err, PermissionDenied), repr(err)
         assert logins(alice) == 1  # refused for its rights, not its token: no second login
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_a_watch_across_five_token_expiries_delivers_every_revision_once(
+    secured: EtcdServer,
+) -> None:
+    """After each expiry the watch's connection is cut, so etcd sees it created again with an
+    expired token (answered "permission denied"): the client logs in again and re-creates it,
+    right after the last revision it had; a writer keeps writing throughout."""
+    from txetcd.testing import TCPProxy
+
+    proxy = TCPProxy("127.0.0.1", secured.client_port, reactor=reactor()).start()
+    url = proxy.endpoint.replace("http://", "https://")
+    seen: List[int] = []
+    written: List[int] = []
+    running = True
+    async with (
+        login(secured) as writer,
+        client_of(url, ca_cert=secured.ca_cert, user="root", password=PASSWORD) as watcher,
+    ):
+
+        async def write() -> None:
+            i = 0
+            while running:
+                written.append((await writer.put(b"wx/k", b"%d" % i)).header.revision)
+                i += 1
+                await sleep(0.2)
+
+        watch = watcher.watch(b"wx/", prefix=True, callback=lambda b: seen.append(b.revision))
+        await watch.created
+        writing = defer.ensureDeferred(write())
+        try:
+            for _ in range(5):
+                await sleep(TTL + 1.5)  # the watcher's token is dead by now
+                proxy.reset()  # the watch must be created again, with a fresh login
+            await sleep(1.0)
+        finally:
+            running = False
+            await writing
+        last = written[-1]
+        for _ in range(100):
+            if seen and seen[-1] >= last:
+                break
+            await sleep(0.05)
+        assert seen == [r for r in written if r >= seen[0]] and seen[-1] == last
+        assert seen[0] <= written[1]  # nothing missed at the start either
+        assert logins(watcher) >= 2 and not watch.done.called
+    proxy.stop()
