@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
-from twisted.internet.defer import Deferred, FailureGroup, race
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from txetcd import (
     CreateRevision,
@@ -21,13 +22,42 @@ from txetcd import (
 )
 from txetcd.concurrency._common import Guard, owner_key, resending, session_lease, wait_deleted
 
-__all__ = ["enqueue", "wait_turn", "fenced_delete", "withdraw", "first_of"]
+__all__ = ["enqueue", "wait_turn", "fenced_delete", "withdraw", "first_of", "first_to_fire"]
 
 _log = Logger()
 
 #: how many times a waiter's key is asked to go after a failed wait before leaving it to its
 #: lease
 CLEANUP_ATTEMPTS = 5
+
+
+def first_to_fire(ds: "list[Deferred[Any]]") -> "Deferred[Tuple[int, Any]]":
+    """(index, result) of the first of ``ds`` to fire, or its failure (the others are
+    cancelled). Unlike Twisted's ``race``, a failure ends the race: a wait that broke must not
+    leave the caller waiting on the other Deferreds."""
+    def cancel_all(_: object) -> None:
+        for d in ds:
+            d.cancel()
+
+    out: Deferred[Tuple[int, Any]] = Deferred(cancel_all)
+    decided: "list[int]" = []
+
+    def settle(result: Any, index: int) -> None:
+        if out.called or decided:
+            return None  # a loser, cancelled (or late): nothing to report
+        decided.append(index)  # before cancelling the others, whose errbacks come back here
+        for i, d in enumerate(ds):
+            if i != index:
+                d.cancel()
+        if isinstance(result, Failure):
+            out.errback(result)
+        else:
+            out.callback((index, result))
+        return None
+
+    for i, d in enumerate(ds):
+        d.addBoth(settle, i)
+    return out
 
 
 def first_of(prefix: bytes) -> Get:
@@ -105,10 +135,7 @@ async def wait_turn(client: Any, session: Session, guard: Guard, prefix: bytes) 
         _predecessors_gone(client, prefix, guard.revision)
     )
     lost: Deferred[Any] = guard.lost
-    try:
-        index, outcome = await race([waiting, lost])
-    except FailureGroup as group:
-        group.failures[0].raiseException()
+    index, outcome = await first_to_fire([waiting, lost])
     if index == 1:
         raise SessionExpired(f"lost while waiting: {outcome}", cause=outcome)
     mine = await resending(client.clock, lambda: client.get(guard.key))

@@ -242,3 +242,25 @@ def test_loss_by_deadline_on_a_clock() -> None:
     other.close()
     etcd.close()
     assert etcd.clock.getDelayedCalls() == []
+
+
+def test_a_broken_wait_ends_the_race_instead_of_hanging() -> None:
+    """The wait for the key ahead failing (its watch broke) fails the acquisition at once;
+    Twisted's race() would swallow it while the other branch (the session's loss) waits."""
+    from twisted.internet.defer import Deferred
+
+    from txetcd.concurrency._queue import first_to_fire
+
+    waiting: Deferred[object] = Deferred()
+    lost: Deferred[object] = Deferred()
+    got: list[object] = []
+    first_to_fire([waiting, lost]).addBoth(got.append)
+    waiting.errback(RuntimeError("the watch on the key ahead broke"))
+    assert len(got) == 1 and "broke" in str(got[0].value)  # type: ignore[attr-defined]
+    assert lost.called  # cancelled: nothing left waiting
+    won: list[object] = []
+    a: Deferred[object] = Deferred()
+    b: Deferred[object] = Deferred()
+    first_to_fire([a, b]).addBoth(won.append)
+    b.callback("lost")
+    assert won == [(1, "lost")] and a.called
