@@ -35,6 +35,7 @@ def first_to_fire(ds: "list[Deferred[Any]]") -> "Deferred[Tuple[int, Any]]":
     """(index, result) of the first of ``ds`` to fire, or its failure (the others are
     cancelled). Unlike Twisted's ``race``, a failure ends the race: a wait that broke must not
     leave the caller waiting on the other Deferreds."""
+
     def cancel_all(_: object) -> None:
         for d in ds:
             d.cancel()
