@@ -330,14 +330,14 @@ class Watch:
         self._busy = False
         while self._backlog and not self._busy and not self.ended:
             batch = self._backlog.popleft()
-            self._drained()
             self._call(batch)
+            self._drained()  # after: a resume delivers newer batches at once
         if not self._backlog and self._ending is not None and not self._busy:
             self._end_now()
 
     def _drained(self) -> None:
         if self._voting and len(self._backlog) <= self._max_backlog // 2:
-            self._voting = False
+            self._voting = False  # first: the resume may deliver (and vote) at once
             if self._stream is not None:
                 self._stream.vote_pause(-1)
 
@@ -361,11 +361,15 @@ class Watch:
         self._finish(failure if isinstance(failure, Failure) else None)
 
     def _leave(self) -> None:
-        """Off its stream (its pause vote first, or the stream stays paused for the others)."""
-        if self._voting and self._stream is not None:
-            self._stream.vote_pause(-1)
+        """Off its stream, then its pause vote goes (or the stream stays paused for the others).
+
+        In that order: resuming delivers held messages at once, which must not find it there.
+        """
+        stream, voting = self._stream, self._voting
         self._voting = False
         self._hub._detach(self)
+        if voting and stream is not None and not stream.dead:
+            stream.vote_pause(-1)
 
     def _finish(self, failure: Optional[Failure], unmade: Optional[Exception] = None) -> None:
         """End the watch: ``failure`` is why (``None``: cancelled, or ``unmade`` says why)."""

@@ -200,6 +200,52 @@ def test_close_ends_a_watch_the_server_ended_while_its_consumer_is_busy() -> Non
     assert clock.getDelayedCalls() == []
 
 
+# -- found by the model: resuming a paused stream delivers at once (re-entrantly) ---------------
+def test_batches_released_by_a_resume_come_after_the_held_ones() -> None:
+    clock, channel, hub = make_hub()
+    gate: defer.Deferred[None] = defer.Deferred()
+    got: List[int] = []
+
+    def slow(batch: WatchBatch) -> Any:
+        got.append(batch.revision)
+        return gate if batch.revision == 11 else None
+
+    hub.watch(b"k", callback=slow, max_backlog=1)
+    (s,) = channel.streams
+    watch_id = s.creates()[0].watch_id
+    s.created(10, watch_id)
+    for revision in (11, 12, 13):  # 11 is being consumed; 12 and 13 held: over the backlog
+        s.events(watch_id, revision, [b"k"])
+    assert s.paused
+    s.events(watch_id, 14, [b"k"])  # held back by the stream
+    gate.callback(None)  # the consumer catches up: the stream resumes while 13 is pending
+    assert got == [11, 12, 13, 14]
+    assert not s.paused
+    hub.close()
+
+
+def test_cancelling_a_watch_that_paused_the_stream_unpauses_it_once() -> None:
+    clock, channel, hub = make_hub()
+    gate: defer.Deferred[None] = defer.Deferred()
+    slow = hub.watch(b"k", callback=lambda batch: gate, max_backlog=1)
+    other_got, other_cb = recorder()
+    hub.watch(b"j", callback=other_cb)
+    (s,) = channel.streams
+    slow_id, other_id = (c.watch_id for c in s.creates())
+    s.created(10, slow_id)
+    s.created(10, other_id)
+    for revision in (11, 12, 13):
+        s.events(slow_id, revision, [b"k"])
+    assert s.paused
+    # etcd ends the slow watch (held back by the pause), then the user cancels it
+    s.deliver(rpc_pb2.WatchResponse(watch_id=slow_id, canceled=True, cancel_reason="no"))
+    slow.cancel()
+    assert hub.streams[False].paused_by == 0 and not s.paused
+    s.events(other_id, 14, [b"j"])
+    assert revisions(other_got) == [14]
+    hub.close()
+
+
 # -- bug 4: an unreachable etcd at start fails the watch; later outages are visible ---------
 def test_unreachable_at_start_fails_created_at_the_deadline() -> None:
     clock, channel, hub = make_hub(timeout=2.0)

@@ -49,9 +49,19 @@ class FakeEtcd:
 
     def __init__(self, model: "WatchModel", stream: FakeWatchStream) -> None:
         self.model, self.stream = model, stream
+        self.hub_stream = stream.on_message.__self__  # the hub's _WatchStream
+        stream.on_message = self.arrived
         self.seen = 0  # requests of the stream taken into the inbox
         self.inbox: Deque[Any] = deque()
         self.active: Dict[int, Tuple[bytes, bytes]] = {}  # created watches: id -> range
+
+    def arrived(self, resp: Any) -> None:
+        """A message reaches the hub: note the revision etcd said it created a watch at."""
+        if resp.created and not resp.canceled:
+            watch = self.hub_stream.watches.get(resp.watch_id)  # by its id, not by the order
+            if watch is not None:
+                self.model.created_at.setdefault(watch, resp.header.revision)
+        self.hub_stream._on_message(resp)
 
     def take(self) -> None:
         self.inbox.extend(self.stream.requests[self.seen :])
@@ -66,11 +76,9 @@ class FakeEtcd:
                 s.created(rev, cr.watch_id, refused=EMPTY_RANGE)
                 return
             s.created(rev, cr.watch_id)
-            watch = s.on_message.__self__.watches.get(cr.watch_id)  # the hub's, by its id
-            if watch is not None:
-                self.model.created_at.setdefault(watch, rev)  # the truth: created here first
-                if not s.held:  # the answer went through: it was taken as this watch's
-                    assert watch.ended or watch.connected, watch
+            watch = self.hub_stream.watches.get(cr.watch_id)  # the hub's, by its id
+            if watch is not None and not s.held:  # the answer went through: it was this one's
+                assert watch.ended or watch.connected, watch
             start = cr.start_revision or rev + 1
             old = [(r, k) for r, k in log if r >= start and in_range(k, cr.key, cr.range_end)]
             if old:  # the history since start_revision, in one message
@@ -174,13 +182,15 @@ class WatchModel(RuleBasedStateMachine):
         self.revision = 5
         self.tracked: List[Tracked] = []
         self.servers: Dict[int, FakeEtcd] = {}  # id(stream) -> its server side
-        self.created_at: Dict[Watch, int] = {}  # the revision etcd first created each watch at
+        #: the revision etcd said each watch was first created at (in an answer that arrived)
+        self.created_at: Dict[Watch, int] = {}
 
     @initialize(duplex=st.booleans())
     def start(self, duplex: bool) -> None:
         self.channel = FakeWatchChannel(self.clock, duplex=duplex)
         self.channel.on_send = self._sent
         self.hub = WatchHub(self.channel, self.clock)  # type: ignore[arg-type]
+        self.hub._rand.seed(0)  # the same backoff jitter each run: hypothesis replays runs
 
     def _sent(self, stream: FakeWatchStream) -> None:
         server = self.servers.get(id(stream))
