@@ -119,8 +119,6 @@ from txetcd._maintenance import (
     MoveLeaderResult,
     StatusResult,
 )
-from txetcd._mirror import Mirror, MirrorChange
-from txetcd._session import Session
 from txetcd._snapshot import SnapshotResult
 from txetcd._txn import (
     Compare,
@@ -312,5 +310,14 @@ __all__ = [
     "NoElectionLeader",
 ]
 
-# Last: the recipes are built on the names above.
-from txetcd.concurrency import Election, Lock, Namespace, Registry, stm  # noqa: E402
+# The recipes (txetcd.concurrency), re-exported here too.
+from txetcd.concurrency import (  # noqa: E402
+    Election,
+    Lock,
+    Mirror,
+    MirrorChange,
+    Namespace,
+    Registry,
+    Session,
+    stm,
+)

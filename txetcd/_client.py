@@ -1,7 +1,7 @@
 """The v3 client: KV and transactions over gRPC on our HTTP/2 layer.
 
 Every method builds a protobuf request (checking its arguments first, synchronously), sends it
-through the one call path (:class:`txetcd._channel.Channel`) and decodes the answer into frozen
+through the one call path (:class:`txetcd._grpc.channel.Channel`) and decodes the answer into frozen
 values. Every method returns a ``Deferred``, which ``inlineCallbacks`` code yields and
 ``async def`` code awaits.
 """
@@ -17,10 +17,10 @@ from twisted.logger import Logger
 from txetcd._args import NOT_GIVEN, check_bool, check_int, check_timeout
 from txetcd._auth import AuthTransport, Credentials
 from txetcd._authadmin import AuthMethods
-from txetcd._channel import Channel
 from txetcd._cluster import ClusterMethods
 from txetcd._discovery import DiscoveryMethods, check_interval
-from txetcd._gateway import GatewayChannel
+from txetcd._gateway.channel import GatewayChannel
+from txetcd._grpc.channel import Channel
 from txetcd._kv import (
     compact_result,
     delete_request,
@@ -667,8 +667,8 @@ def _sibling_http_client(given: Any) -> Any:
     """The ``http_client`` for a sibling client: closing the sibling must not close the
     original's pool, so txetcd's own pool is not shared (the sibling makes its own) and a
     wrapped treq client is shared through its treq client, which the sibling does not own."""
-    from txetcd._http1_pool import PoolClient
-    from txetcd._http1_treq import TreqClient
+    from txetcd._http1.pool import PoolClient
+    from txetcd._http1.treq import TreqClient
 
     if isinstance(given, PoolClient):
         return None
@@ -760,8 +760,8 @@ def _http_client(
 
     One made here keeps its time (request deadlines, connect and idle timers) on ``clock``.
     """
-    from txetcd._http1_pool import PoolClient
-    from txetcd._http1_treq import TreqClient
+    from txetcd._http1.pool import PoolClient
+    from txetcd._http1.treq import TreqClient
 
     if isinstance(given, (PoolClient, TreqClient)):
         return given

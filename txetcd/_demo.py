@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional
 from twisted.internet import defer, task
 from twisted.internet.defer import Deferred
 
-from txetcd._channel import Channel
 from txetcd._client import Client
 from txetcd._errors import EtcdError, RevisionCompacted
-from txetcd._session import Session
+from txetcd._grpc.channel import Channel
 from txetcd._txn import CreateRevision, Get, Put, Value
 from txetcd._types import KeyValue, PutResult, RangeResult
+from txetcd.concurrency._session import Session
 
 if TYPE_CHECKING:
     from txetcd.testing import EtcdServer

@@ -2,8 +2,8 @@
 
 :class:`Transport` is what :class:`~txetcd.Client`, the watch hub and the keepalive loop talk to,
 and all they talk to: unary calls and streams that take and deliver *protobuf messages*, close,
-and :class:`Capabilities`. :class:`txetcd._channel.Channel` (gRPC on our HTTP/2 layer) and
-:class:`txetcd._gateway.GatewayChannel` (etcd's JSON gateway over HTTP/1.1) implement it; an
+and :class:`Capabilities`. :class:`txetcd._grpc.channel.Channel` (gRPC on our HTTP/2 layer) and
+:class:`txetcd._gateway.channel.GatewayChannel` (etcd's JSON gateway over HTTP/1.1) implement it; an
 in-memory fake for tests can be a third. A call names its method by a :class:`Method`, which
 carries what each transport needs to route it (the gRPC path, the message types, the gateway's
 route), so no transport looks anything up by string and no caller serialises anything.

@@ -11,20 +11,19 @@ from typing import Any, Callable, Optional, TypeVar
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
-from txetcd import (
+from txetcd._errors import (
     ConnectionFailed,
-    EventType,
     LeaseLost,
     LockLost,
     OutcomeUnknown,
-    Session,
     SessionExpired,
     Timeout,
     Unavailable,
-    WatchBatch,
 )
 from txetcd._retry import RESEND_BACKOFF
 from txetcd._signal import Signal
+from txetcd._types import EventType, WatchBatch
+from txetcd.concurrency._session import Session
 
 __all__ = ["sleep", "resending", "owner_key", "wait_deleted", "session_lease", "Guard"]
 

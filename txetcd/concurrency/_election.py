@@ -8,22 +8,14 @@ from typing import Any, Callable, Deque, Dict, Optional, Tuple, Union
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
-from txetcd import (
-    Compare,
-    CreateRevision,
-    EventType,
-    KeyValue,
-    LockLost,
-    NoElectionLeader,
-    NotElectionLeader,
-    Put,
-    Session,
-    WatchBatch,
-)
 from txetcd._args import key_bytes, to_bytes
+from txetcd._errors import LockLost, NoElectionLeader, NotElectionLeader
 from txetcd._signal import Signal
+from txetcd._txn import Compare, CreateRevision, Put
+from txetcd._types import EventType, KeyValue, WatchBatch
 from txetcd.concurrency._common import Guard, resending
 from txetcd.concurrency._queue import enqueue, fenced_delete, first_of, wait_turn, withdraw
+from txetcd.concurrency._session import Session
 
 __all__ = ["Election", "Observer"]
 

@@ -8,11 +8,13 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.python.failure import Failure
 
-from txetcd import Compare, CreateRevision, LockHeld, LockLost, LockNotHeld, Session, Timeout
 from txetcd._args import check_timeout, key_bytes
+from txetcd._errors import LockHeld, LockLost, LockNotHeld, Timeout
 from txetcd._signal import Signal
+from txetcd._txn import Compare, CreateRevision
 from txetcd.concurrency._common import Guard, failure
 from txetcd.concurrency._queue import enqueue, fenced_delete, wait_turn, withdraw
+from txetcd.concurrency._session import Session
 
 __all__ = ["Lock"]
 

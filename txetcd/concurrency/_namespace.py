@@ -6,18 +6,17 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred
 
-from txetcd import (
-    Compare,
+from txetcd._args import key_range, prefix_range_end, to_bytes
+from txetcd._txn import Compare, Op
+from txetcd._types import (
     DeleteResult,
     Event,
     KeyValue,
-    Op,
     PutResult,
     RangeResult,
     TxnResult,
     WatchBatch,
 )
-from txetcd._args import key_range, prefix_range_end, to_bytes
 
 __all__ = ["Namespace"]
 

@@ -10,17 +10,11 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from txetcd import (
-    CreateRevision,
-    Delete,
-    Get,
-    KeyValue,
-    LeaseId,
-    Put,
-    Session,
-    SessionExpired,
-)
+from txetcd._errors import SessionExpired
+from txetcd._txn import CreateRevision, Delete, Get, LeaseId, Put
+from txetcd._types import KeyValue
 from txetcd.concurrency._common import Guard, owner_key, resending, session_lease, wait_deleted
+from txetcd.concurrency._session import Session
 
 __all__ = ["enqueue", "wait_turn", "fenced_delete", "withdraw", "first_of", "first_to_fire"]
 

@@ -6,8 +6,10 @@ from typing import Any, Callable, Dict, Optional, Union
 
 from twisted.internet.defer import Deferred
 
-from txetcd import Mirror, MirrorChange, PutResult, Session
 from txetcd._args import key_bytes, to_bytes
+from txetcd._types import PutResult
+from txetcd.concurrency._mirror import Mirror, MirrorChange
+from txetcd.concurrency._session import Session
 
 __all__ = ["Registry"]
 

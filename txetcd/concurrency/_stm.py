@@ -7,9 +7,10 @@ from typing import Any, Callable, Dict, List, Literal, Optional, Tuple, Union
 
 from twisted.internet.defer import Deferred
 
-from txetcd import Compare, Delete, ModRevision, Op, Put, TxnResult
 from txetcd._args import key_bytes, to_bytes
 from txetcd._lease import LeaseLike
+from txetcd._txn import Compare, Delete, ModRevision, Op, Put
+from txetcd._types import TxnResult
 
 __all__ = ["stm", "STM", "Isolation"]
 

@@ -32,9 +32,9 @@ import pytest_twisted
 from hypothesis import strategies as st
 from twisted.internet import defer, task
 
-from txetcd._channel import Channel
 from txetcd._client import Client
 from txetcd._errors import ConnectionFailed
+from txetcd._grpc.channel import Channel
 from txetcd._keepalive import _KeepAliveHub
 from txetcd._lease import LeaseMethods
 from txetcd._methods import LEASE_KEEPALIVE
@@ -402,7 +402,7 @@ def lease_timers(clock: Any = None) -> List[Any]:
     """Delayed calls of the keepalive loop and sessions (the connection's PING timer is not), on
     ``clock`` (the reactor by default)."""
     clock = reactor() if clock is None else clock
-    return module_timers(clock, "txetcd._keepalive", "txetcd._lease", "txetcd._session")
+    return module_timers(clock, "txetcd._keepalive", "txetcd._lease", "txetcd.concurrency._session")
 
 
 def _client_timers(client: Client, connections: List[Any]) -> List[Any]:

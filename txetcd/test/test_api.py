@@ -18,8 +18,6 @@ from txetcd import (
     _lease,
     _lockservice,
     _maintenance,
-    _mirror,
-    _session,
     _snapshot,
     _txn,
     _types,
@@ -27,7 +25,7 @@ from txetcd import (
 )
 from txetcd._args import prefix_range_end
 from txetcd._errors import error_from_status
-from txetcd.concurrency import _election, _lock, _namespace, _registry, _stm
+from txetcd.concurrency import _election, _lock, _mirror, _namespace, _registry, _session, _stm
 from txetcd.test.helpers import grpc_channel
 
 

@@ -17,9 +17,9 @@ from twisted.names.common import ResolverBase
 from txetcd import Client, ConnectionFailed
 from txetcd._args import NOT_GIVEN
 from txetcd._auth import AuthTransport, Credentials
-from txetcd._channel import Channel
 from txetcd._cluster import Member, MemberListResult
 from txetcd._discovery import member_urls
+from txetcd._grpc.channel import Channel
 from txetcd._srv import srv_name
 from txetcd._types import ResponseHeader
 from txetcd.test.helpers import reactor, until, within

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 
 from txetcd import Client, ConnectionFailed
-from txetcd._channel import Channel, Endpoint
+from txetcd._grpc.channel import Channel, Endpoint
 from txetcd._methods import RANGE
 from txetcd._proto import rpc_pb2
 from txetcd.test.helpers import reactor

@@ -1,4 +1,5 @@
-"""The gRPC call path (:class:`txetcd._channel.Channel`) against an HTTP/2 server that misbehaves
+"""The gRPC call path (:class:`txetcd._grpc.channel.Channel`) against an HTTP/2 server that
+misbehaves
 on purpose (:mod:`txetcd.test.h2server`), over real loopback TCP.
 
 Each test scripts the server for one edge case: error statuses, GOAWAY and resets with calls in
@@ -23,9 +24,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import implementer
 
 import txetcd
-from txetcd._channel import Channel, Endpoint
-from txetcd._grpc import GrpcStream
-from txetcd._h2frames import (
+from txetcd._grpc.calls import GrpcStream
+from txetcd._grpc.channel import Channel, Endpoint
+from txetcd._h2.frames import (
     CANCEL,
     MAX_STREAM_ID,
 )

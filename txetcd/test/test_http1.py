@@ -1,4 +1,5 @@
-"""HTTP/1.1 transports (:mod:`txetcd._http1`): the same tests for the httptools pool and treq.
+"""HTTP/1.1 transports (:mod:`txetcd._http1.interface`): the same tests for the httptools pool and
+treq.
 
 Against real etcd's JSON gateway (unary calls, keep-alive reuse, the connection bound, a watch
 stream), against small in-test servers (chunks split at every byte, a server that hangs up after
@@ -27,9 +28,9 @@ from twisted.web.server import NOT_DONE_YET
 
 from txetcd import ClientClosed, ConnectionFailed, OutcomeUnknown, Timeout, WriteTimeout
 from txetcd._errors import HTTPStatusError
-from txetcd._http1 import HTTP1Client, HTTPResponse, maybe_sent
-from txetcd._http1_pool import PoolClient
-from txetcd._http1_treq import TreqClient
+from txetcd._http1.interface import HTTP1Client, HTTPResponse, maybe_sent
+from txetcd._http1.pool import PoolClient
+from txetcd._http1.treq import TreqClient
 from txetcd.test.helpers import module_timers, outcome, reactor, sleep, until
 from txetcd.testing import EtcdServer, TCPProxy, free_port
 
@@ -86,7 +87,7 @@ async def clients(kind: str) -> AsyncIterator[Clients]:
         yield made
     finally:
         await made.close()
-        assert module_timers(reactor(), "txetcd._http1") == []
+        assert module_timers(reactor(), "txetcd._http1.interface") == []
 
 
 def put_body(key: bytes, value: bytes) -> bytes:

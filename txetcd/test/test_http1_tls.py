@@ -16,7 +16,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.protocol import Factory, Protocol
 
 from txetcd import ConnectionFailed, OutcomeUnknown
-from txetcd._http1_pool import PoolClient
+from txetcd._http1.pool import PoolClient
 from txetcd.test.helpers import reactor
 
 trustme = pytest.importorskip("trustme")

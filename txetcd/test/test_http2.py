@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`txetcd._http2`: framing, HPACK literals, header decoding, keepalive,
+"""Unit tests of :mod:`txetcd._h2.connection`: framing, HPACK literals, header decoding, keepalive,
 stream-id exhaustion, GOAWAY and flow-control corner cases, all without sockets.
 
 An :class:`H2Connection` is driven over a ``StringTransport`` with hand-made server frames; the
@@ -19,7 +19,11 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from txetcd._h2frames import (
+from txetcd._h2.connection import (
+    H2Connection,
+    H2Stream,
+)
+from txetcd._h2.frames import (
     CANCEL,
     CONTINUATION,
     DATA,
@@ -52,10 +56,6 @@ from txetcd._h2frames import (
     frame,
     iter_frames,
 )
-from txetcd._http2 import (
-    H2Connection,
-    H2Stream,
-)
 
 Frame = tuple[int, int, int, bytes]
 REQUEST_BLOCK = b"\x83\x86" + encode_literal_indexed_name(4, b"/t.T/M")
@@ -65,7 +65,7 @@ REQUEST_BLOCK = b"\x83\x86" + encode_literal_indexed_name(4, b"/t.T/M")
 
 
 def raw_frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
-    """A frame serialised independently of :func:`txetcd._http2.frame`."""
+    """A frame serialised independently of :func:`txetcd._h2.connection.frame`."""
     return (
         struct.pack(">I", len(payload))[1:]
         + bytes((ftype, flags))
@@ -824,8 +824,8 @@ def test_data_on_stream_zero_and_window_overflow_are_connection_errors() -> None
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    from txetcd import _h2frames as h
-    from txetcd._http2 import H2Connection, H2Stream
+    from txetcd._h2 import frames as h
+    from txetcd._h2.connection import H2Connection, H2Stream
 
     for bad in (
         h.frame(h.DATA, 0, 0, b"x"),

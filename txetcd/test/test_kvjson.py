@@ -1,4 +1,5 @@
-"""txetcd._kvjson decodes gateway answers to the same results as the generic path (JSON into a
+"""txetcd._gateway.kvjson decodes gateway answers to the same results as the generic path (JSON
+into a
 protobuf message, then _kv's decoders), and falls back to it for what it does not know."""
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txetcd._gateway import decode_direct
+from txetcd._gateway.channel import decode_direct
+from txetcd._gateway.kvjson import DIRECT, Fallback
+from txetcd._gateway.pbjson import dict_to_message
 from txetcd._kv import delete_result, put_result, range_result, txn_result
-from txetcd._kvjson import DIRECT, Fallback
-from txetcd._pbjson import dict_to_message
 from txetcd._proto import rpc_pb2
 from txetcd.test.helpers import header, kv, range_response
 

@@ -351,7 +351,7 @@ async def test_alarms_raised_on_purpose(etcd_server_private: EtcdServer) -> None
 
 @pytest_twisted.ensureDeferred
 async def test_a_sibling_client_has_the_options_and_closes_alone(clock: task.Clock) -> None:
-    from txetcd._http1_pool import PoolClient
+    from txetcd._http1.pool import PoolClient
     from txetcd.test.helpers import reactor
 
     pool = PoolClient(reactor())

@@ -14,8 +14,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from txetcd import Client, ConnectionFailed, OutcomeUnknown
-from txetcd._h2frames import _GOAWAY, GOAWAY, PROTOCOL_ERROR, SETTINGS, frame, iter_frames
-from txetcd._http2 import H2Connection, H2Stream
+from txetcd._h2.connection import H2Connection, H2Stream
+from txetcd._h2.frames import _GOAWAY, GOAWAY, PROTOCOL_ERROR, SETTINGS, frame, iter_frames
 
 
 def reactor() -> Any:

@@ -11,8 +11,8 @@ import pytest_twisted
 from twisted.internet import defer, task
 
 from txetcd import Client, RevisionWentBackwards
-from txetcd._gateway import GatewayChannel
-from txetcd._http1 import HTTPResponse
+from txetcd._gateway.channel import GatewayChannel
+from txetcd._http1.interface import HTTPResponse
 from txetcd.test.helpers import reactor
 
 A, B = "http://a:2379", "http://b:2379"

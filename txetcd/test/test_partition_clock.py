@@ -10,9 +10,9 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.testing import StringTransportWithDisconnection
 
 from txetcd import ConnectionFailed, OutcomeUnknown, Timeout
-from txetcd._channel import Channel, Endpoint
-from txetcd._gateway import GatewayChannel
-from txetcd._http1 import HTTPResponse
+from txetcd._gateway.channel import GatewayChannel
+from txetcd._grpc.channel import Channel, Endpoint
+from txetcd._http1.interface import HTTPResponse
 from txetcd._methods import PUT, RANGE, WATCH
 from txetcd._proto import rpc_pb2
 

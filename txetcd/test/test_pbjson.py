@@ -1,4 +1,4 @@
-"""txetcd._pbjson agrees with protobuf's own json_format on etcd's messages, both ways."""
+"""txetcd._gateway.pbjson agrees with protobuf's own json_format on etcd's messages, both ways."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txetcd._pbjson import (
+from txetcd._gateway.pbjson import (
     dict_to_message,
     json_loads,
     json_to_message,

@@ -16,10 +16,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from txetcd import ClientClosed, ConnectionFailed, OutcomeUnknown, Timeout
-from txetcd._gateway import GatewayChannel
-from txetcd._grpc import _UnaryCall
-from txetcd._h2frames import ConnectionClosed, StreamNotProcessed
-from txetcd._http1 import HTTPResponse
+from txetcd._gateway.channel import GatewayChannel
+from txetcd._grpc.calls import _UnaryCall
+from txetcd._h2.frames import ConnectionClosed, StreamNotProcessed
+from txetcd._http1.interface import HTTPResponse
 from txetcd._methods import PUT, RANGE
 from txetcd._proto import rpc_pb2
 from txetcd._retry import backoff_policy, may_resend

@@ -11,7 +11,7 @@ from twisted.internet import defer, task
 from txetcd import Client, ClientClosed, LeaseNotFound, OutcomeUnknown
 from txetcd._errors import LeaseAbandoned, LeaseExpired, LeaseKeepAliveTimeout
 from txetcd._proto import rpc_pb2
-from txetcd._session import Session
+from txetcd.concurrency._session import Session
 from txetcd.test.helpers import (
     HEADER,
     FakeClient,

@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from txetcd import Client
-from txetcd._grpc import GrpcStream
+from txetcd._grpc.calls import GrpcStream
 from txetcd._methods import LEASE_GRANT, LEASE_KEEPALIVE, WATCH
 from txetcd._proto import rpc_pb2
 from txetcd.test.helpers import grpc_channel

@@ -227,7 +227,7 @@ class RefusingHTTP:
 
     def stream(self, method: bytes, url: str, **kw: Any) -> Any:
         from txetcd._errors import ConnectionFailed
-        from txetcd._http1 import StreamHandle
+        from txetcd._http1.interface import StreamHandle
 
         self.streams += 1
         handle = StreamHandle(lambda: None)

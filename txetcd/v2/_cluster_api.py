@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Literal, Sequence, Tuple, Union
 from twisted.internet.defer import Deferred
 
 from txetcd._errors import EtcdError, ProtocolViolation
-from txetcd._http1 import HTTPResponse
+from txetcd._http1.interface import HTTPResponse
 from txetcd.v2._errors import EtcdKeyNotFound, from_json
 from txetcd.v2._request import DEFAULT_TIMEOUT, RequestPath
 

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from txetcd._errors import OutcomeUnknown, Timeout, WriteTimeout
-from txetcd._http1 import HTTPResponse
+from txetcd._http1.interface import HTTPResponse
 from txetcd.v2._errors import (
     EtcdInvalidRequest,
     EtcdKeyNotFound,

@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 
 from txetcd._args import NOT_GIVEN, check_timeout
 from txetcd._errors import ClientClosed, ConnectionFailed
-from txetcd._http1 import HTTPResponse, maybe_sent
+from txetcd._http1.interface import HTTPResponse, maybe_sent
 from txetcd._retry import RESEND_BACKOFF, may_resend
 from txetcd.v2._errors import (
     EtcdClusterIdChanged,
@@ -116,8 +116,8 @@ class RequestPath:
         connect_timeout: float,
         pool_size: int,
     ) -> Any:
-        from txetcd._http1_pool import PoolClient
-        from txetcd._http1_treq import TreqClient
+        from txetcd._http1.pool import PoolClient
+        from txetcd._http1.treq import TreqClient
 
         if given is None:
             factory = None

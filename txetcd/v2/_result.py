@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, Optional, Tuple, Type, Union
 
 from txetcd._errors import ProtocolViolation
-from txetcd._pbjson import json_loads
+from txetcd._gateway.pbjson import json_loads
 from txetcd.v2._errors import from_json
 
 __all__ = [

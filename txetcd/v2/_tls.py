@@ -29,7 +29,7 @@ def tls_endpoint_factory(
     cert: Union[None, str, Tuple[str, str]] = None,
     ca_cert: Optional[str] = None,
 ) -> Callable[[Any, str, str, int], IStreamClientEndpoint]:
-    """An ``endpoint_factory`` for :class:`txetcd._http1_pool.PoolClient` speaking TLS for
+    """An ``endpoint_factory`` for :class:`txetcd._http1.pool.PoolClient` speaking TLS for
     ``https`` URLs (plain TCP for ``http``).
 
     :param cert: a PEM file with the client certificate and its key, or ``(cert, key)`` files.

@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import ConnectionFailed, EtcdError, HTTPStatusError, ProtocolViolation, Timeout
-from txetcd._http1 import HTTPResponse
+from txetcd._http1.interface import HTTPResponse
 from txetcd._retry import backoff_policy
 from txetcd.v2._errors import (
     EtcdEventIndexCleared,

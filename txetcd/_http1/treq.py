@@ -1,7 +1,9 @@
-"""The treq-backed :class:`~txetcd._http1.HTTP1Client`: any treq ``HTTPClient`` or ``IAgent``.
+"""The treq-backed :class:`~txetcd._http1.interface.HTTP1Client`: any treq ``HTTPClient`` or
+``IAgent``.
 
 Use it for custom TLS, proxies, or ``treq.testing.StubTreq`` in tests. The same rules as
-:class:`~txetcd._http1_pool.PoolClient` hold (see :mod:`txetcd._http1`), with one requirement on
+:class:`~txetcd._http1.pool.PoolClient` hold (see :mod:`txetcd._http1.interface`), with one
+requirement on
 what you pass in: **its** ``HTTPConnectionPool`` **must have** ``retryAutomatically = False``.
 Twisted's default re-sends a body-less request whose answer was lost on a reused connection, a
 hidden retry txetcd must not make; an agent whose persistent pool retries is refused with
@@ -24,7 +26,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from txetcd._errors import ClientClosed, EtcdError, OutcomeUnknown
-from txetcd._http1 import (
+from txetcd._http1.interface import (
     HeadersArg,
     HTTPResponse,
     HTTPStatusError,
@@ -405,7 +407,7 @@ class TreqClient:
         idempotent: bool = False,
         exclusive: bool = False,
     ) -> "Deferred[HTTPResponse]":
-        """See :meth:`txetcd._http1.HTTP1Client.request`."""
+        """See :meth:`txetcd._http1.interface.HTTP1Client.request`."""
         _check_args(method, url, headers, body)
         key = _split_url(url)[0]
         _header_pairs(headers)
@@ -424,7 +426,7 @@ class TreqClient:
         body: bytes = b"",
         on_line: Callable[[bytes], None],
     ) -> StreamHandle:
-        """See :meth:`txetcd._http1.HTTP1Client.stream`."""
+        """See :meth:`txetcd._http1.interface.HTTP1Client.stream`."""
         _check_args(method, url, headers, body)
         if not callable(on_line):
             raise TypeError(f"on_line must be callable, not {type(on_line).__name__}")

@@ -3,7 +3,7 @@
 :class:`Channel` picks the endpoint (in order, failing over when one cannot be reached), owns
 the HTTP/2 connections, builds each call's request header block, starts calls on the current
 connection or queues them while one is made, and applies the retry rule when a connection
-breaks (see :mod:`txetcd._grpc`). Nothing else is retried.
+breaks (see :mod:`txetcd._grpc.calls`). Nothing else is retried.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import ClientClosed, ConnectionFailed
-from txetcd._grpc import GrpcStream, _UnaryCall
-from txetcd._h2frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
-from txetcd._http2 import H2Connection
+from txetcd._grpc.calls import GrpcStream, _UnaryCall
+from txetcd._h2.connection import H2Connection
+from txetcd._h2.frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
 from txetcd._methods import RANGE
 from txetcd._retry import backoff_policy
 from txetcd._terms import PROBE_REQUEST, TermWatch

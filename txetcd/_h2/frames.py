@@ -1,6 +1,7 @@
 """HTTP/2 frames and the HPACK literals a client needs: constants, a framer, errors.
 
-Kept apart from the connection (:mod:`txetcd._http2`) so that both it and the tests can use the
+Kept apart from the connection (:mod:`txetcd._h2.connection`) so that both it and the tests can use
+the
 framing without a protocol instance. :class:`FrameReader` cuts a byte stream into frames
 whatever the split of the reads; :func:`encode_literal` and friends build HPACK literals that
 need no encoder state, so a request header block can be made once per method.

@@ -1,11 +1,12 @@
-"""The httptools keep-alive pool: :class:`PoolClient`, an :class:`~txetcd._http1.HTTP1Client`.
+"""The httptools keep-alive pool: :class:`PoolClient`, an
+:class:`~txetcd._http1.interface.HTTP1Client`.
 
 A lean HTTP/1.1 pool on Twisted, responses parsed by ``httptools``: bounded per endpoint, one
 request per connection at a time, idle connections closed on the injected clock, streams and
 exclusive requests on connections of their own (each connection and its requests:
-:mod:`txetcd._http1_conn`). It follows the rules in :mod:`txetcd._http1`
+:mod:`txetcd._http1.connection`). It follows the rules in :mod:`txetcd._http1.interface`
 (no hidden retries, deadlines, never a half-close), as
-:class:`~txetcd._http1_treq.TreqClient` does.
+:class:`~txetcd._http1.treq.TreqClient` does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from txetcd._errors import ClientClosed, OutcomeUnknown
-from txetcd._http1 import (
+from txetcd._http1.connection import _Connection, _Exchange, _StreamExchange
+from txetcd._http1.interface import (
     HeadersArg,
     HTTPResponse,
     StreamHandle,
@@ -32,7 +34,6 @@ from txetcd._http1 import (
     _Key,
     _split_url,
 )
-from txetcd._http1_conn import _Connection, _Exchange, _StreamExchange
 
 __all__ = ["PoolClient"]
 

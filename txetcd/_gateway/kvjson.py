@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional
 
+from txetcd._gateway.pbjson import b64decode_text, bool_value, int64_value
 from txetcd._kv import delete_result, put_result, range_result, txn_result
-from txetcd._pbjson import b64decode_text, bool_value, int64_value
 from txetcd._types import (
     DeleteResult,
     KeyValue,

@@ -2,7 +2,7 @@
 
 It owns flow control both ways, stream bookkeeping, GOAWAY and keepalive PINGs, and
 nothing else: no header validation beyond what the protocol needs, no priorities, no server push.
-Frames and HPACK literals live in :mod:`txetcd._h2frames` (re-exported here). Request header
+Frames and HPACK literals live in :mod:`txetcd._h2.frames` (re-exported here). Request header
 blocks are encoded by the caller; response header blocks go through one ``hpack`` decoder, in
 order, because servers use the dynamic table.
 
@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txetcd._errors import ConnectionFailed
-from txetcd._h2frames import (
+from txetcd._h2.frames import (
     _GOAWAY,
     _HEAD,
     _SETTING,

@@ -1,12 +1,13 @@
 """The same calls over etcd's JSON gateway (HTTP/1.1), for where HTTP/2 cannot go.
 
 :class:`GatewayChannel` implements the :class:`~txetcd._transport.Transport` seam, like the gRPC
-:class:`~txetcd._channel.Channel`: it takes the request *message*, writes it as the gateway's JSON
-(:mod:`txetcd._pbjson`: proto field names, int64 as strings, bytes as base64, enums by name),
-POSTs it to the method's gateway route (:attr:`~txetcd._transport.Method.gateway`) through an
-HTTP/1.1 client (:mod:`txetcd._http1`: the lean pool, or treq with any agent), and hands
-``decode`` the answer as a message (or, for KV answers, builds the result straight from the JSON:
-:mod:`txetcd._kvjson`). Errors are translated by the gRPC ``code`` in the gateway's
+:class:`~txetcd._grpc.channel.Channel`: it takes the request *message*, writes it as the
+gateway's JSON (:mod:`txetcd._gateway.pbjson`: proto field names, int64 as strings, bytes as
+base64, enums by name), POSTs it to the method's gateway route
+(:attr:`~txetcd._transport.Method.gateway`) through an HTTP/1.1 client
+(:mod:`txetcd._http1.interface`: the lean pool, or treq with any agent), and hands ``decode``
+the answer as a message (or, for KV answers, builds the result straight from the JSON:
+:mod:`txetcd._gateway.kvjson`). Errors are translated by the gRPC ``code`` in the gateway's
 ``{"error", "code", "message"}`` body (never by HTTP status, which differs between etcd 3.4 and
 3.5).
 
@@ -26,7 +27,6 @@ from typing import Any, Callable, List, Optional, Sequence, Set
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import deferLater
 
-from txetcd._channel import Endpoint, parse_endpoint
 from txetcd._errors import (
     ClientClosed,
     ConnectionFailed,
@@ -37,10 +37,11 @@ from txetcd._errors import (
     Unimplemented,
     error_from_status,
 )
-from txetcd._http1 import HTTP1Client, HTTPResponse
-from txetcd._kvjson import DIRECT, Fallback
+from txetcd._gateway.kvjson import DIRECT, Fallback
+from txetcd._gateway.pbjson import dict_to_message, json_loads, json_to_message, message_to_json
+from txetcd._grpc.channel import Endpoint, parse_endpoint
+from txetcd._http1.interface import HTTP1Client, HTTPResponse
 from txetcd._methods import LEASE_KEEPALIVE, RANGE
-from txetcd._pbjson import dict_to_message, json_loads, json_to_message, message_to_json
 from txetcd._proto import rpc_pb2
 from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
 from txetcd._terms import PROBE_REQUEST, TermWatch
@@ -70,7 +71,7 @@ def decode_direct(
     direct: Callable[[Any], Any],
 ) -> Any:
     """``decode(from_json(body, response_type))``, made by ``direct`` from the JSON itself when
-    it can (:mod:`txetcd._kvjson`: no protobuf message in between)."""
+    it can (:mod:`txetcd._gateway.kvjson`: no protobuf message in between)."""
     data = json_loads(body)
     try:
         return direct(data)
@@ -278,8 +279,8 @@ class GatewayChannel:
     :param endpoints: client URLs, tried in order (a call whose connection broke goes on with
         the next one).
     :param reactor: the reactor (time for deadlines and backoff, unless ``clock`` is given).
-    :param http: the HTTP/1.1 client (:class:`txetcd._http1_pool.PoolClient`, or
-        :class:`txetcd._http1_treq.TreqClient` wrapping any treq ``HTTPClient`` or ``IAgent``).
+    :param http: the HTTP/1.1 client (:class:`txetcd._http1.pool.PoolClient`, or
+        :class:`txetcd._http1.treq.TreqClient` wrapping any treq ``HTTPClient`` or ``IAgent``).
     """
 
     #: one request body per stream: nothing can be added once it is sent (see etcd-api 5.6);
@@ -417,7 +418,7 @@ class GatewayChannel:
 
 class GatewayStream:
     """A watch (or other server) stream on the gateway, shaped like
-    :class:`~txetcd._grpc.GrpcStream`.
+    :class:`~txetcd._grpc.calls.GrpcStream`.
 
     Messages sent in the same reactor turn as the stream was made form the request body (the
     gateway answers nothing until the body is complete, and takes nothing after it); each JSON
@@ -569,7 +570,7 @@ def _result_lines(body: bytes) -> List[Any]:
 class GatewayKeepAliveStream:
     """A lease keepalive stream on the gateway: every message sent is a POST of its own.
 
-    Shaped like :class:`~txetcd._grpc.GrpcStream`, so the keepalive loop runs unchanged: each
+    Shaped like :class:`~txetcd._grpc.calls.GrpcStream`, so the keepalive loop runs unchanged: each
     answer line comes back through ``on_message`` as a serialised ``LeaseKeepAliveResponse``.
     A failed request ends the stream (the loop opens another); :meth:`close_send` ends it once
     the answers in flight are in.

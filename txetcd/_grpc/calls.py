@@ -2,7 +2,7 @@
 
 A :class:`_UnaryCall` is one logical call with its deadline (``grpc-timeout`` and a timer on the
 injected clock) and its Deferred; it may be started more than once, by the retry rule of the
-:class:`~txetcd._channel.Channel` that dispatches it: a read may be sent again on a new
+:class:`~txetcd._grpc.channel.Channel` that dispatches it: a read may be sent again on a new
 connection; a mutation only when it certainly never reached the server (never written, above a
 GOAWAY's last-stream-id, or refused), otherwise it fails with :class:`~txetcd.OutcomeUnknown`.
 :class:`GrpcStream` is a streaming call with back-pressure (:meth:`GrpcStream.pause`).
@@ -28,18 +28,18 @@ from txetcd._errors import (
     WriteTimeout,
     error_from_status,
 )
-from txetcd._h2frames import (
+from txetcd._h2.connection import H2Stream
+from txetcd._h2.frames import (
     CANCEL,
     ConnectionClosed,
     StreamNotProcessed,
     encode_literal,
 )
-from txetcd._http2 import H2Stream
 from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
 from txetcd._transport import REQUIRE_LEADER, Metadata, Method
 
 if TYPE_CHECKING:
-    from txetcd._channel import Channel
+    from txetcd._grpc.channel import Channel
 
 __all__ = ["GrpcStream", "Metadata"]
 

@@ -4,8 +4,8 @@
 :meth:`~HTTP1Client.stream` for a body read line by line (watch, lease keepalive, observe, v2
 ``wait``). This module holds the interface and what the implementations share (the answer and
 stream types, the errors and the retry rule, URL and header checks).
-:class:`~txetcd._http1_pool.PoolClient` is a lean keep-alive pool (responses parsed by
-``httptools``); :class:`~txetcd._http1_treq.TreqClient` runs the same calls through any treq
+:class:`~txetcd._http1.pool.PoolClient` is a lean keep-alive pool (responses parsed by
+``httptools``); :class:`~txetcd._http1.treq.TreqClient` runs the same calls through any treq
 ``HTTPClient`` or ``IAgent`` (custom TLS, proxies, ``treq.testing.StubTreq``).
 
 Both follow the same rules:

@@ -2,8 +2,9 @@
 
 :class:`_Connection` is a keep-alive HTTP/1.1 client connection parsed by ``httptools``, one
 exchange at a time; :class:`_Exchange` is one request (its deadline, where it is, how it ends),
-:class:`_StreamExchange` one whose answer goes to a :class:`~txetcd._http1.StreamHandle` line
-by line. :class:`~txetcd._http1_pool.PoolClient` schedules them.
+:class:`_StreamExchange` one whose answer goes to a :class:`~txetcd._http1.interface.StreamHandle`
+line
+by line. :class:`~txetcd._http1.pool.PoolClient` schedules them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from txetcd._errors import ProtocolViolation
-from txetcd._http1 import (
+from txetcd._http1.interface import (
     HTTPResponse,
     HTTPStatusError,
     StreamHandle,
@@ -32,7 +33,7 @@ from txetcd._sockets import send_now
 from txetcd._tls import tls_error_text
 
 if TYPE_CHECKING:
-    from txetcd._http1_pool import PoolClient
+    from txetcd._http1.pool import PoolClient
 
 
 #: TLS alerts that only a handshake sends: the peer refused to set the connection up. With
