@@ -1,2 +1,3 @@
-"""The same calls over etcd's JSON gateway: the channel and its streams (:mod:`.channel`),
-protobuf <-> JSON (:mod:`.pbjson`) and KV answers straight from JSON (:mod:`.kvjson`)."""
+"""The same calls over etcd's JSON gateway: the channel and its unary calls (:mod:`.channel`),
+streams (:mod:`.streams`), the wire format and errors (:mod:`.wire`), protobuf <-> JSON
+(:mod:`.pbjson`) and KV answers straight from JSON (:mod:`.kvjson`)."""

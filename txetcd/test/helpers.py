@@ -659,3 +659,15 @@ class FakeWatchChannel:
 
     def sent(self, stream: "FakeWatchStream") -> None:
         self.on_send(stream)
+
+
+async def watching_again(client: Client, restarts: int) -> None:
+    """Wait until the client's watch stream is back (its ``restarts``-th resume took)."""
+    hub = client._watch_hub
+    assert hub is not None
+    for _ in range(500):
+        streams = list(hub.streams.values())
+        if hub.restarts >= restarts and streams and all(s.established for s in streams):
+            return
+        await task.deferLater(reactor(), 0.01, lambda: None)
+    raise AssertionError("the watch did not resume")

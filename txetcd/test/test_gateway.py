@@ -19,7 +19,7 @@ from txetcd import (
     TooManyOperations,
     Unimplemented,
 )
-from txetcd._gateway.channel import gateway_error
+from txetcd._gateway.wire import gateway_error
 from txetcd._http1.interface import HTTPResponse
 from txetcd._methods import LEASE_GRANT, RANGE, TXN
 from txetcd.test.helpers import client_of, reactor, sleep, until

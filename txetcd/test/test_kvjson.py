@@ -12,9 +12,9 @@ from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from txetcd._gateway.channel import decode_direct
 from txetcd._gateway.kvjson import DIRECT, Fallback
 from txetcd._gateway.pbjson import dict_to_message
+from txetcd._gateway.wire import decode_direct
 from txetcd._kv import delete_result, put_result, range_result, txn_result
 from txetcd._proto import rpc_pb2
 from txetcd.test.helpers import header, kv, range_response

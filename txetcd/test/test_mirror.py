@@ -9,8 +9,7 @@ import pytest_twisted
 from twisted.internet import task
 
 from txetcd import Client, Mirror, MirrorChange
-from txetcd.test.helpers import grpc_channel
-from txetcd.test.test_watch import watching_again
+from txetcd.test.helpers import grpc_channel, watching_again
 from txetcd.testing import EtcdServer
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Tuple
+from typing import List, Tuple
 
 import pytest
 import pytest_twisted
@@ -18,54 +18,8 @@ from txetcd import (
     Watch,
     WatchBatch,
 )
-from txetcd.test.helpers import grpc_channel, txetcd_timers
+from txetcd.test.helpers import Batches, grpc_channel, reactor, txetcd_timers, watching_again
 from txetcd.testing import EtcdServer
-
-
-def reactor() -> Any:
-    from twisted.internet import reactor as r
-
-    return r
-
-
-class Batches:
-    """A callback that records batches; ``wait(n)`` fires once n events have arrived."""
-
-    def __init__(self) -> None:
-        self.batches: List[WatchBatch] = []
-        self._waiters: List[Tuple[int, defer.Deferred[None]]] = []
-
-    @property
-    def events(self) -> List[Event]:
-        return [e for b in self.batches for e in b.events]
-
-    def __call__(self, batch: WatchBatch) -> None:
-        self.batches.append(batch)
-        n = len(self.events)
-        for want, d in list(self._waiters):
-            if n >= want:
-                self._waiters.remove((want, d))
-                d.callback(None)
-
-    def wait(self, n: int, timeout: float = 10) -> "defer.Deferred[None]":
-        if len(self.events) >= n:
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiters.append((n, d))
-        d.addTimeout(timeout, reactor())
-        return d
-
-
-async def watching_again(client: Client, restarts: int) -> None:
-    """Wait until the client's watch stream is back (its ``restarts``-th resume took)."""
-    hub = client._watch_hub
-    assert hub is not None
-    for _ in range(500):
-        streams = list(hub.streams.values())
-        if hub.restarts >= restarts and streams and all(s.established for s in streams):
-            return
-        await task.deferLater(reactor(), 0.01, lambda: None)
-    raise AssertionError("the watch did not resume")
 
 
 def summary(events: List[Event]) -> List[Tuple[str, bytes, bytes]]:
