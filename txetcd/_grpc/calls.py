@@ -188,6 +188,7 @@ class _UnaryCall(_Call):
                 message = self.parse(buf[5:])
                 if self.term is not None:  # a write's own answer: its outcome, whatever term
                     self.channel.terms.done(self)
+                    self.term = None  # done once (not again in _finish)
                 self.channel.terms.saw(message)
                 result = self.decode(message)
             except EtcdError as e:  # the decoder refused the answer (ordering: member behind)
