@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Protocol, Set
 from twisted.internet.interfaces import IDelayedCall
 
 from txetcd._proto import rpc_pb2
+from txetcd._transport import REQUIRE_LEADER
 
 __all__ = ["PROBE_REQUEST", "TermWatch", "Write", "term_of"]
 
@@ -60,6 +61,7 @@ class TermWatch:
         self.writes: Set[Write] = set()
         self._timer: Optional[IDelayedCall] = None
         self.closed = False
+        self.suspect_until = 0.0  # see suspect()
 
     def saw(self, answer: Any) -> None:
         """Note an answer's term; a higher one than ever seen ends the writes sent before it."""
@@ -68,6 +70,8 @@ class TermWatch:
         except AttributeError:
             return
         if term > self.term:
+            if self.term:
+                self.suspect()  # a new leader: the cluster was without one a moment ago
             self.term = term
             if self.writes:
                 for write in [w for w in self.writes if w.term and w.term < term]:
@@ -96,6 +100,22 @@ class TermWatch:
         if self.term:
             self.probe()
         self._timer = self.clock.callLater(self.interval, self._tick)
+
+    #: how long (seconds) calls carry ``hasleader`` after a sign of trouble
+    SUSPECT_FOR = 30.0
+
+    def suspect(self) -> None:
+        """A sign that the cluster may be without a leader (a new term, a lost connection, a "not
+        now" answer): for the next :attr:`SUSPECT_FOR` seconds, calls that need the leader carry
+        ``hasleader``, so a leaderless member refuses them at once and they wait for the new
+        leader. In quiet times they go without it: etcd pays for checking it on every call."""
+        self.suspect_until = self.clock.seconds() + self.SUSPECT_FOR
+
+    def metadata(self, metadata: Any) -> Any:
+        """``metadata``, less :data:`~txetcd._transport.REQUIRE_LEADER` in quiet times."""
+        if metadata is REQUIRE_LEADER and self.clock.seconds() >= self.suspect_until:
+            return ()
+        return metadata
 
     def close(self) -> None:
         """Stop probing (no timer left)."""

@@ -189,6 +189,7 @@ class _Unary:
             spent = n >= channel.max_attempts
             delay = RESEND_BACKOFF(n - 1)
         elif may_resend_after(err, idempotent=self.idempotent):
+            channel.terms.suspect()
             if member_unfit(err):
                 channel._endpoint_failed(self.endpoint, str(err))
             self.waits += 1  # "not now" answers have a budget of their own, as on gRPC
@@ -281,6 +282,7 @@ class GatewayChannel:
         serve: later calls go to the next (once per failure, however many calls saw it), and
         the streams open to it end with :class:`~txetcd.ConnectionFailed` (a watch resumes on
         the next endpoint; alone on a silent connection, it would never hear of the failure)."""
+        self.terms.suspect()
         if self._index != index:
             return
         self._index += 1
@@ -317,7 +319,7 @@ class GatewayChannel:
             method,
             gateway_path,
             to_json(request),
-            gateway_headers(metadata),
+            gateway_headers(self.terms.metadata(metadata) if metadata else metadata),
             timeout,
             idempotent,
             decode,

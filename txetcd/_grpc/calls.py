@@ -206,6 +206,8 @@ class _UnaryCall(_Call):
             )
 
     def _answered_error(self, err: EtcdError) -> None:
+        if may_resend_after(err, idempotent=self.idempotent):
+            self.channel.terms.suspect()
         if may_resend_after(err, idempotent=self.idempotent) and self._schedule_resend(True):
             if member_unfit(err):  # the next attempt goes to another member
                 self.channel.endpoint_failed(self.connection, str(err))

@@ -212,6 +212,8 @@ class Channel:
         if self.closed:
             return fail(ClientClosed("the client is closed"))
         payload = request.SerializeToString()
+        if metadata:
+            metadata = self.terms.metadata(metadata)
         call = _UnaryCall(self, method, payload, timeout, idempotent, metadata, decode)
         self.dispatch(call)
         return call.deferred
@@ -317,6 +319,7 @@ class Channel:
             connection._drain()  # its open streams finish there; nothing new starts on it
 
     def _mark_failed(self, endpoint: Endpoint, why: str) -> None:
+        self.terms.suspect()
         endpoint.failures += 1
         endpoint.last_error = why
         endpoint.retry_at = self.clock.seconds() + self.endpoint_backoff(endpoint.failures - 1)

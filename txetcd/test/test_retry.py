@@ -23,6 +23,7 @@ from txetcd._http1.interface import HTTPResponse
 from txetcd._methods import PUT, RANGE
 from txetcd._proto import rpc_pb2
 from txetcd._retry import backoff_policy, may_resend
+from txetcd._terms import TermWatch
 
 # -- the rule and the policy ---------------------------------------------------------------------
 
@@ -81,6 +82,7 @@ class FakeChannel:
         self.closed = False
         self.connected = True
         self.dispatched: List[float] = []
+        self.terms = TermWatch(clock, lambda: None)
         self._resending: set[Any] = set()
 
     def dispatch(self, call: _UnaryCall) -> bool:

@@ -76,3 +76,23 @@ def test_no_probe_before_a_term_is_known_and_close_stops_probing() -> None:
 def test_term_of_answers_without_a_header() -> None:
     assert term_of(object()) == 0
     assert term_of(answer(4)) == 4
+
+
+def test_hasleader_only_after_a_sign_of_trouble() -> None:
+    """Calls that need the leader carry hasleader for a while after a sign of trouble (a new
+    term, a lost connection, a "not now" answer), not in quiet times: etcd pays for it."""
+    from txetcd._transport import REQUIRE_LEADER
+
+    clock = task.Clock()
+    watch = TermWatch(clock, lambda: None)
+    assert watch.metadata(REQUIRE_LEADER) == ()
+    other = ((b"x", b"y"),)
+    assert watch.metadata(other) is other
+    watch.saw(answer(2))
+    assert watch.metadata(REQUIRE_LEADER) == ()  # the first term seen is no change of leader
+    watch.saw(answer(3))
+    assert watch.metadata(REQUIRE_LEADER) is REQUIRE_LEADER
+    clock.advance(TermWatch.SUSPECT_FOR)
+    assert watch.metadata(REQUIRE_LEADER) == ()
+    watch.suspect()
+    assert watch.metadata(REQUIRE_LEADER) is REQUIRE_LEADER
