@@ -36,8 +36,8 @@ def load_pem(source: object, what: str) -> bytes:
         try:
             with open(path, "rb") as f:
                 data = f.read()
-        except OSError as e:
-            raise ValueError(f"{what}: cannot read {path!r}: {e.strerror or e}") from None
+        except OSError as e:  # e.g. FileNotFoundError, with the option named
+            raise OSError(e.errno, f"{what}: cannot read {path!r}: {e.strerror or e}") from None
         if _BEGIN not in data:
             raise ValueError(f"{what}: {path!r} holds no PEM block")
         return data

@@ -232,6 +232,20 @@ async def etcd_client(request: Any, etcd_server: EtcdServer) -> AsyncIterator[Cl
         yield client
 
 
+@pytest_twisted.async_yield_fixture(params=["grpc", "gateway", "grpc+tls"])
+async def etcd_client_tls_too(request: Any, etcd_server: EtcdServer) -> AsyncIterator[Client]:
+    """As :func:`etcd_client`, plus gRPC over TLS (the session's ``etcd_tls_server``): a module
+    imports it as ``etcd_client`` (``from txetcd.test.helpers import etcd_client_tls_too as
+    etcd_client``) to run its suite over TLS too."""
+    if request.param == "grpc+tls":
+        server = request.getfixturevalue("etcd_tls_server")
+        async with client_of(server.endpoint, ca_cert=server.ca_cert) as client:
+            yield client
+        return
+    async with client_of(etcd_server.endpoint, transport=request.param) as client:
+        yield client
+
+
 # -- protobuf messages, drawn by hypothesis ----------------------------------------------------
 
 i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)

@@ -24,7 +24,9 @@ from txetcd import (
     SortTarget,
 )
 from txetcd.test.helpers import (
-    etcd_client,  # noqa: F401  (both transports)
+    etcd_client_tls_too as etcd_client,  # noqa: F401  (both transports, and gRPC over TLS)
+)
+from txetcd.test.helpers import (
     grant_lease,
 )
 
