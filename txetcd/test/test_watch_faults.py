@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, task
 
@@ -58,8 +59,9 @@ class Watcher:
         self, name: str, endpoint: str, *, key: bytes, prefix: bool, style: str, **options: Any
     ) -> None:
         self.name = name
+        tls = options.pop("tls", {})  # ca_cert= for a TLS server
         self.client = Client(
-            endpoint, reactor=reactor(), keepalive_interval=5.0, keepalive_timeout=1.0
+            endpoint, reactor=reactor(), keepalive_interval=5.0, keepalive_timeout=1.0, **tls
         )
         self.with_prev = bool(options.get("prev_kv"))
         self.events: List[Seen] = []
@@ -120,33 +122,44 @@ async def until(predicate: Callable[[], bool], timeout: float, what: str) -> Non
     raise AssertionError(f"timed out waiting for {what}; watchers: {describe()}")
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 @pytest_twisted.ensureDeferred
-async def test_every_revision_exactly_once_through_faults(
-    etcd_server_private: EtcdServer,
-) -> None:
-    server = etcd_server_private
+async def test_every_revision_exactly_once_through_faults(request: Any, tls: bool) -> None:
+    """The same faults over TLS too: resets and cuts land inside TLS records, and the restart
+    brings a new TLS session."""
+    if tls:
+        server = EtcdServer(tls=True)
+        await server.start_async(reactor())
+        request.addfinalizer(server.stop)
+        options: Any = {"ca_cert": server.ca_cert}
+    else:
+        server = request.getfixturevalue("etcd_server_private")
+        options = {}
     host, port = "127.0.0.1", server.client_port
     proxy = TCPProxy(host, port, reactor=reactor()).start()
-    writer = Client(server.endpoint, reactor=reactor(), timeout=5)
+    url = proxy.endpoint.replace("http://", "https://") if tls else proxy.endpoint
+    writer = Client(server.endpoint, reactor=reactor(), timeout=5, **options)
     rng = random.Random(20261123)
     watchers = [
-        Watcher("prefix/callback", proxy.endpoint, key=PREFIX, prefix=True, style="callback"),
+        Watcher("prefix/callback", url, key=PREFIX, prefix=True, style="callback", tls=options),
         Watcher(
             "prefix/prev_kv/async-for",
-            proxy.endpoint,
+            url,
             key=PREFIX,
             prefix=True,
             style="iterate",
             prev_kv=True,
+            tls=options,
         ),
-        Watcher("single-key/callback", proxy.endpoint, key=HOT, prefix=False, style="callback"),
+        Watcher("single-key/callback", url, key=HOT, prefix=False, style="callback", tls=options),
         Watcher(
             "deletes-only/async-for",
-            proxy.endpoint,
+            url,
             key=PREFIX,
             prefix=True,
             style="iterate",
             filters=["noput"],
+            tls=options,
         ),
     ]
     revisions = 0
