@@ -31,8 +31,8 @@ from txetcd.test.helpers import (  # noqa: F401
 )
 from txetcd.testing import EtcdServer
 
-LOCKERS = 6  # scaled down from 10 x 30 to run in seconds on 2 cores next to other tests
-ROUNDS = 10
+LOCKERS = 10  # the 10 lockers x 30 acquisitions each
+ROUNDS = 30
 
 
 async def keys_under(client: Any, prefix: bytes) -> List[bytes]:
