@@ -12,6 +12,7 @@ from txetcd._errors import (
     ClientClosed,
     ConnectionFailed,
     EtcdError,
+    HTTPStatusError,
     ProtocolViolation,
     Unimplemented,
     error_from_status,
@@ -134,8 +135,8 @@ class GatewayStream:
 
     def _failed(self, failure: Any) -> None:
         err = failure.value
-        response = getattr(err, "response", None)
-        if isinstance(response, HTTPResponse):
+        if isinstance(err, HTTPStatusError):  # a non-2xx answer: its body is etcd's error
+            response = err.response
             try:
                 data = json.loads(response.body)
             except ValueError:
