@@ -25,6 +25,7 @@ setup(
     packages=find_packages(include=["txetcd", "txetcd.*"]),
     package_data={"txetcd": ["py.typed", "_proto/*.proto", "_proto/*.pyi"]},
     include_package_data=True,
+    entry_points={"console_scripts": ["txetcd = txetcd._cli._main:main"]},
     install_requires=[
         "twisted[tls]>=22.10",  # TLS: pyOpenSSL, service_identity, idna
         "treq>=22.1",
