@@ -155,3 +155,32 @@ def test_failover_bar_without_txetcd_is_incomplete() -> None:
     assert failover.verdicts(failover.summarize([_run("etcd3aio", [2.0])]))["overall"] == (
         "INCOMPLETE"
     )
+
+
+def test_ceiling_puts_the_wire_limit_beside_the_fastest_linearizable_peer() -> None:
+    figs = tls.figures([1, 32])
+    infos = [
+        report.ClientInfo("txetcd", "txetcd", "txetcd"),
+        report.ClientInfo("fast", "fast", "peer", linearizable=False),
+        report.ClientInfo("slow", "slow", "peer"),
+        report.ClientInfo(tls.WIRE_TLS, "h2load", "wire"),
+        report.ClientInfo(tls.WIRE_PLAIN, "h2load plain", "plain"),
+    ]
+    meds = _meds(
+        {
+            "txetcd": {"get/32": 900.0, "put/1": 100.0},
+            "fast": {"get/32": 950.0, "put/1": 80.0},
+            "slow": {"get/32": 500.0, "put/1": 90.0},
+            tls.WIRE_TLS: {"get/32": 1000.0, "put/1": 110.0},
+            tls.WIRE_PLAIN: {"get/32": 4000.0, "put/1": 220.0},
+        }
+    )
+    rows = {r["key"]: r for r in tls.ceiling(meds, infos, figs)}
+    # gets: the serializable peer is no bar peer; puts: every peer counts
+    assert rows["get/32"]["peer"] == "slow" and rows["get/32"]["headroom"] == 2.0
+    assert rows["put/1"]["peer"] == "slow" and abs(rows["put/1"]["headroom"] - 110 / 90) < 1e-9
+    assert rows["get/32"]["txetcd_share"] == 0.9
+    assert rows["get/32"]["wire_tls_vs_plain"] == 0.25
+    assert rows["get/1"]["headroom"] is None
+    text = tls.ceiling_text(list(rows.values()))
+    assert "slow 500" in text and "90%" in text and "0.25x" in text

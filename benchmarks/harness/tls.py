@@ -5,6 +5,13 @@ Two etcds run for the whole suite: one serving ``https://`` (certificates made w
 ``txetcd-plain`` row, so that txetcd's cost of TLS is measured in the same interleaved rounds as
 the comparison with the peers. Two bars: txetcd over TLS >= 1.3x the fastest peer over TLS on
 put/get seq and c32, and txetcd over TLS >= 0.75x its own plain-text figure at c32.
+
+When h2load is installed it runs on both etcds as the wire limit (``h2load`` over TLS,
+``h2load-plain`` in plain text; it does not verify certificates, which does not matter for a load
+generator). Its figures show how far any client can go: the ``ceiling`` table puts the wire limit
+over TLS next to the fastest peer (the most any client can be ahead of that peer) and the wire
+limit's own TLS / plain ratio (what TLS costs etcd itself), so a bar no client can meet on this
+etcd is told apart from one txetcd misses.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from harness import report
 from harness.clients import CLIENTS, TXETCD, ClientDef, select
 from harness.documents import client_documents, git_commit, label, run_meta
 from harness.etcd import EtcdCpu, etcd_for
-from harness.rounds import Bench, Ready, run_rounds
+from harness.h2load import find_h2load, run_h2load
+from harness.rounds import Bench, Ready, WireLimit, key_set, run_rounds
 from harness.suites import KvSuite
 from harness.workers import WorkerSpec
 
@@ -31,6 +39,10 @@ __all__ = [
     "PLAIN_MINIMUM",
     "TLS_BAR",
     "TLS_CLIENTS",
+    "WIRE_PLAIN",
+    "WIRE_TLS",
+    "ceiling",
+    "ceiling_text",
     "figures",
     "plain_markdown",
     "plain_passed",
@@ -38,6 +50,12 @@ __all__ = [
     "plain_text",
     "run_tls",
 ]
+
+WIRE_TLS = "h2load"
+"""The wire limit over TLS (h2load on the TLS etcd)."""
+
+WIRE_PLAIN = "h2load-plain"
+"""The wire limit in plain text (h2load on the plain etcd)."""
 
 PLAIN = "txetcd-plain"
 """The row of txetcd in plain text against the plain etcd (the reference for TLS's cost)."""
@@ -85,15 +103,93 @@ def figures(concurrency: Sequence[int]) -> list[report.Figure]:
     return report.figures_for(chosen)
 
 
-def infos(ready: Sequence[Any], labels: Mapping[str, str]) -> list[report.ClientInfo]:
+def infos(
+    ready: Sequence[Any], labels: Mapping[str, str], wire: bool = False
+) -> list[report.ClientInfo]:
     """The rows' report entries: txetcd, the peers, and ``txetcd-plain`` (kind ``plain``: no
-    peer, compared only by :func:`plain_ratios`). ``labels``: row name -> title."""
+    peer, compared only by :func:`plain_ratios`); with ``wire``, h2load over TLS (kind ``wire``)
+    and in plain text (kind ``plain``). ``labels``: row name -> title."""
     out = []
     for r in ready:
         kind = "txetcd" if r.name == TXETCD else "plain" if r.name == PLAIN else "peer"
         c = r.client
         out.append(report.ClientInfo(r.name, labels[r.name], kind, c.linearizable, c.note))
+    if wire:
+        out.append(report.ClientInfo(WIRE_TLS, "h2load (wire limit), TLS", "wire"))
+        out.append(report.ClientInfo(WIRE_PLAIN, "h2load (wire limit), plain text", "plain"))
     return out
+
+
+def ceiling(
+    meds: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+    infos: Sequence[report.ClientInfo],
+    figs: Sequence[report.Figure],
+) -> list[dict[str, Any]]:
+    """Per figure, how far any client can go on this etcd: the wire limit over TLS, the fastest
+    peer over TLS (linearizable reads only, as the bar), ``headroom`` = wire / that peer (a
+    client-side bar above it cannot be met by any client), txetcd's share of the wire limit, and
+    the wire limit's own TLS / plain ratio (TLS's cost to etcd, no client in the way)."""
+
+    def ops(name: str, fig: report.Figure) -> float | None:
+        return meds.get(name, {}).get(fig.key, {}).get("ops_per_s")
+
+    rows = []
+    for fig in figs:
+        peers = [
+            (value, info.name)
+            for info in infos
+            if info.kind == "peer"
+            and (fig.op == "put" or info.linearizable)
+            and (value := ops(info.name, fig)) is not None
+        ]
+        best, best_name = max(peers) if peers else (None, None)
+        wire, wire_plain, ours = ops(WIRE_TLS, fig), ops(WIRE_PLAIN, fig), ops(TXETCD, fig)
+        rows.append(
+            {
+                "figure": fig.label,
+                "key": fig.key,
+                "wire": wire,
+                "peer": best_name,
+                "peer_ops": best,
+                "headroom": wire / best if wire and best else None,
+                "txetcd_share": ours / wire if ours and wire else None,
+                "wire_tls_vs_plain": wire / wire_plain if wire and wire_plain else None,
+            }
+        )
+    return rows
+
+
+def ceiling_text(rows: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
+    """The ceiling table (see :func:`ceiling`) as plain text or Markdown."""
+
+    def x(value: float | None, unit: str = "x") -> str:
+        return "–" if value is None else f"{value:.2f}{unit}"
+
+    cells = [
+        [
+            r["figure"],
+            "–" if r["wire"] is None else f"{r['wire']:,.0f}",
+            "–" if r["peer_ops"] is None else f"{r['peer']} {r['peer_ops']:,.0f}",
+            x(r["headroom"]),
+            "–" if r["txetcd_share"] is None else f"{100 * r['txetcd_share']:.0f}%",
+            x(r["wire_tls_vs_plain"]),
+        ]
+        for r in rows
+    ]
+    table: report.Table = (
+        "What this etcd allows over TLS (h2load, the wire limit)",
+        [
+            "figure",
+            "wire TLS ops/s",
+            "fastest peer TLS",
+            "wire / peer",
+            "txetcd of wire",
+            "wire TLS/plain",
+        ],
+        cells,
+    )
+    lines = report.markdown_tables([table]) if markdown else report.text_tables([table])
+    return "\n".join([*lines, ""] if markdown else lines)
 
 
 def plain_ratios(
@@ -169,7 +265,7 @@ def plain_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 SUITE = KvSuite("tls", TLS_CLIENTS, TLS_BAR, "", "", "grpc")
-"""For the run's metadata (no wire limit: h2load cannot verify the test CA's certificate)."""
+"""For the run's metadata (the wire limits are added by :func:`run_tls` itself)."""
 
 Prepare = Callable[[Sequence[ClientDef], argparse.Namespace, dict[str, str]], list[Ready]]
 
@@ -219,12 +315,17 @@ def run_tls(
                 ca_cert=server.ca_cert,
             )
             plain_fields = {"endpoint": plain.endpoint, "etcd_pid": plain.pid, "ca_cert": None}
+            h2load = None if args.no_h2load else find_h2load()
+            if h2load is None and not args.no_h2load:
+                say("tls: h2load not on PATH: no wire limit (apt-get install nghttp2-client)")
             bench = Bench(
                 ready=ready,
                 base=base,
                 etcd_cpu=EtcdCpu(server.pid),
                 workdir=workdir,
                 overrides={PLAIN: plain_fields},
+                h2load=h2load,
+                wire=None if h2load is None else _plain_wire(h2load, base, plain, workdir),
             )
             tls_rows = [r for r in ready if r.name != PLAIN]
             plain_rows = [r for r in ready if r.name == PLAIN]
@@ -244,13 +345,17 @@ def run_tls(
     meds = report.medians(bench.samples)
     labels = {r.name: label(r) for r in ready if r.name != PLAIN}
     labels[PLAIN] = f"txetcd ({git_commit()}), plain text"
-    rows_info = infos(ready, labels)
+    rows_info = infos(ready, labels, wire=bench.h2load is not None)
     comparison = report.compare(meds, rows_info, figs, TLS_BAR)
     plain_rows_cmp = plain_ratios(meds, figs)
+    ceiling_rows = ceiling(meds, rows_info, figs) if bench.h2load else []
     say("")
     say(report.text(meds, rows_info, figs, comparison, TLS_BAR))
     say("")
     say(plain_text(plain_rows_cmp))
+    if ceiling_rows:
+        say("")
+        say(ceiling_text(ceiling_rows))
     for name, why in skipped.items():
         say(f"skipped {name}: {why.splitlines()[0]}")
     for e in bench.errors:
@@ -276,9 +381,34 @@ def run_tls(
         "medians": meds,
         "comparison": comparison,
         "tls_vs_plain": plain_rows_cmp,
+        "ceiling": ceiling_rows,
     }
     markdown = report.markdown(meds, rows_info, figs, comparison, head, TLS_BAR)
     markdown += "\n" + plain_markdown(plain_rows_cmp)
+    if ceiling_rows:
+        markdown += "\n" + ceiling_text(ceiling_rows, markdown=True)
     in_bar = [c for c in comparison if c["in_bar"]]
     passed = bool(in_bar) and all(c["verdict"] == "PASS" for c in in_bar)
     return document, markdown, passed and plain_passed(plain_rows_cmp)
+
+
+def _plain_wire(h2load: str, base: WorkerSpec, plain: Any, workdir: str) -> WireLimit:
+    """h2load against the plain etcd, as a second wire-limit row."""
+    cpu = EtcdCpu(plain.pid)
+
+    def run(fig: report.Figure) -> dict[str, Any]:
+        key, value = key_set(base)[0]  # the key h2load on the TLS etcd uses too
+        return run_h2load(
+            h2load,
+            plain.endpoint,
+            fig.op,
+            fig.concurrency,
+            base.seconds,
+            key.encode(),
+            value.encode(),
+            workdir,
+            cpu,
+            None,
+        )
+
+    return WireLimit(WIRE_PLAIN, run)
