@@ -1,0 +1,46 @@
+"""``demo`` and ``mirror``: the verbs that are not etcd calls of their own."""
+
+from __future__ import annotations
+
+from txetcd._cli._command import EXIT_ERROR, CommandError, Context, Str, register
+
+
+async def _demo(ctx: Context) -> None:
+    from txetcd._demo import _main
+
+    ctx.out.flush()
+    await _main(ctx.reactor, ctx.options.endpoint or None)
+
+
+async def _mirror(ctx: Context) -> int:
+    try:
+        from txetcd._cli._tap import run_foreground
+    except ImportError:
+        raise CommandError(
+            EXIT_ERROR, "mirror is not available in this version of txetcd"
+        ) from None
+    code: int = await run_foreground(ctx.reactor, list(ctx.args))
+    return code
+
+
+register(
+    "demo",
+    _demo,
+    summary="A short tour against a throwaway local etcd it starts itself",
+    client=False,
+    flags=[
+        Str(
+            "endpoint",
+            "use this running etcd (http://host:port) instead of starting one; careful: the"
+            " demo writes and deletes keys under demo/ and compacts that etcd's history",
+        )
+    ],
+)
+register(
+    "mirror",
+    _mirror,
+    summary="Mirrors a prefix of one etcd into another and keeps it in sync (etcd-mirror)",
+    usage="[mirror options] (see txetcd mirror --help)",
+    client=False,
+    raw=True,
+)
