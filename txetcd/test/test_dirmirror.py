@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, cast
 
 import pytest
 import pytest_twisted
 from hypothesis import example, given
 from hypothesis import strategies as st
 from twisted.internet import error, task
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 
 from txetcd._cli._dirmirror import (
@@ -104,9 +104,10 @@ def logged() -> Any:
         if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
             events.append(event)
 
-    globalLogPublisher.addObserver(observe)
+    observer = cast(ILogObserver, observe)
+    globalLogPublisher.addObserver(observer)
     yield events
-    globalLogPublisher.removeObserver(observe)
+    globalLogPublisher.removeObserver(observer)
 
 
 def test_writer_writes_replaces_removes(tmp_path: Any) -> None:
@@ -363,12 +364,13 @@ async def test_a_real_command_gets_the_environment_and_its_output_is_logged(
         quiet=0.01,
         environment=lambda: {"ETCD_MIRROR_REVISION": "42"},
     )
-    globalLogPublisher.addObserver(observe)
+    observer = cast(ILogObserver, observe)
+    globalLogPublisher.addObserver(observer)
     try:
         cmd.changed()
         await until(lambda: cmd.runs == 1 and not cmd.running, what="the command to end")
     finally:
-        globalLogPublisher.removeObserver(observe)
+        globalLogPublisher.removeObserver(observer)
     assert out.read_text() == "rev=42\n"
     assert {(e["stream"], e["line"]) for e in lines} == {("stdout", "said"), ("stderr", "oops")}
     await cmd.stop()
