@@ -12,12 +12,27 @@ once; no key material ever appears in a repr or a message.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IProtocol,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+)
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-__all__ = ["TLSOptions", "PEMSource", "endpoint_factory", "load_pem", "tls_error_text"]
+__all__ = [
+    "TLSOptions",
+    "PEMSource",
+    "BatchingTLSEndpoint",
+    "endpoint_factory",
+    "load_pem",
+    "tls_error_text",
+]
 
 #: a PEM file's path, or the PEM bytes themselves
 PEMSource = Union[str, bytes, "os.PathLike[str]"]
@@ -172,6 +187,47 @@ def endpoint_factory(
         return endpoint
 
     return factory
+
+
+class ReadBatching(Protocol):
+    """A protocol that can gather reads (:class:`txetcd._h2.connection.H2Connection`)."""
+
+    def hold_reads(self) -> None: ...
+
+    def release_reads(self) -> None: ...
+
+
+class _BatchingTLSProtocol(BufferingTLSTransport):
+    """Twisted's TLS protocol, handing the records of one TCP read over as one read."""
+
+    wrappedProtocol: Any
+
+    def dataReceived(self, data: bytes) -> None:
+        inner: ReadBatching = self.wrappedProtocol
+        inner.hold_reads()
+        try:
+            super().dataReceived(data)  # type: ignore[no-untyped-call]
+        finally:
+            inner.release_reads()
+
+
+class _BatchingTLSFactory(TLSMemoryBIOFactory):
+    protocol = _BatchingTLSProtocol
+
+
+@implementer(IStreamClientEndpoint)
+class BatchingTLSEndpoint:
+    """``wrapClientTLS`` for a protocol that gathers reads (:class:`ReadBatching`): each TCP
+    read's TLS records reach it as one read, so a burst of answers is handled in one pass."""
+
+    def __init__(self, creator: IOpenSSLClientConnectionCreator, inner: IStreamClientEndpoint):
+        self._creator = creator
+        self._inner = inner
+
+    def connect(self, protocolFactory: IProtocolFactory) -> "Deferred[IProtocol]":
+        wrapper = _BatchingTLSFactory(self._creator, True, protocolFactory)
+        connected: Deferred[Any] = self._inner.connect(wrapper)
+        return connected.addCallback(lambda protocol: protocol.wrappedProtocol)
 
 
 def _pem_blocks(pem: bytes) -> list[bytes]:

@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -25,7 +25,7 @@ from txetcd._h2.frames import ConnectionClosed, encode_literal, encode_literal_i
 from txetcd._methods import RANGE
 from txetcd._retry import backoff_policy
 from txetcd._terms import PROBE_REQUEST, TermWatch
-from txetcd._tls import TLSOptions
+from txetcd._tls import BatchingTLSEndpoint, TLSOptions
 from txetcd._transport import Capabilities, Metadata, Method
 
 __all__ = ["Channel", "Endpoint", "parse_endpoint"]
@@ -163,7 +163,8 @@ class Channel:
             assert self.tls is not None
             # http/1.1 is offered too, only so that a server that does not speak HTTP/2 can say
             # so in the handshake (and be told apart clearly) instead of refusing it
-            return wrapClientTLS(self.tls.creator(endpoint.host, (b"h2", b"http/1.1")), tcp)
+            # (records of one TCP read reach the HTTP/2 connection as one read)
+            return BatchingTLSEndpoint(self.tls.creator(endpoint.host, (b"h2", b"http/1.1")), tcp)
         return tcp
 
     @property

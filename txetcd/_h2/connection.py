@@ -221,6 +221,7 @@ class H2Connection(Protocol):
         self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
         self._header_cache: Dict[bytes, List[Tuple[bytes, bytes]]] = {}
         self._corked: Optional[List[bytes]] = None  # writes held while a read is handled
+        self._held: Optional[List[bytes]] = None  # reads held by hold_reads()
         self._ping_acks: List[bytes] = []  # PING ACKs waiting to ride on the next write
         self._ping_ack_timer: Optional[IDelayedCall] = None
         self._header_stream = 0  # stream whose header block is being continued
@@ -282,7 +283,23 @@ class H2Connection(Protocol):
         self._send(out)
         self._arm_keepalive()
 
+    def hold_reads(self) -> None:
+        """Gather what arrives until :meth:`release_reads`. A TLS layer hands over one record
+        at a time (an answer is two or three); held, one TCP read is handled in one pass, with
+        one send for whatever it starts."""
+        if self._held is None:
+            self._held = []
+
+    def release_reads(self) -> None:
+        """Handle what arrived since :meth:`hold_reads`, as one read."""
+        held, self._held = self._held, None
+        if held:
+            self.dataReceived(held[0] if len(held) == 1 else b"".join(held))
+
     def dataReceived(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+            return
         if self._greeting is not None:
             data = self._check_greeting(data)
             if not data:
@@ -362,6 +379,8 @@ class H2Connection(Protocol):
         self.ready.callback(None)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._held:
+            self.release_reads()  # what arrived before the end is handled before it
         self.connected = False
         self._stop_keepalive()
         if self.lost is None:

@@ -844,3 +844,50 @@ def test_data_on_stream_zero_and_window_overflow_are_connection_errors() -> None
         assert h._GOAWAY.unpack_from(frames[0][3])[0] == 0  # no server stream was processed
         assert conn.lost is not None
         assert transport.disconnecting
+
+
+# -- Held reads (TLS hands over one record at a time) -------------------------------------------
+
+
+def test_held_reads_are_handled_as_one_read_with_one_send() -> None:
+    """What arrives between hold_reads() and release_reads() is handled in one pass: nothing
+    before the release, then every answer, and the calls they start leave in one write."""
+    peer = Peer()
+    first = [peer.open(b"request") for _ in range(3)]
+    peer.sent()
+    follow: list[Recorder] = []
+
+    class Next(Recorder):
+        def stream_ended(self) -> None:
+            super().stream_ended()
+            follow.append(peer.open(b"next"))
+
+    for stream in first:
+        stream.__class__ = Next
+    writes: list[bytes] = []
+    write = peer.transport.write
+
+    def counted(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    peer.transport.write = counted
+    peer.conn.hold_reads()
+    for sid in (1, 3, 5):
+        peer.respond(sid)  # three records each, as a TLS layer would hand them over
+    assert all(s.events == [] for s in first) and writes == []
+    peer.conn.release_reads()
+    assert all(s.events[-1] == ("ended",) for s in first)
+    assert len(follow) == 3 and len(writes) == 1
+    assert [f[0] for f in peer.sent()] == [HEADERS, DATA] * 3
+
+
+def test_a_connection_lost_while_reads_are_held_handles_them_first() -> None:
+    peer = Peer()
+    stream = peer.open(b"request")
+    peer.conn.hold_reads()
+    peer.respond(1)
+    peer.conn.connectionLost()
+    assert stream.events[-1] == ("ended",) and stream.failure is None
+    peer.conn.release_reads()  # nothing left: a no-op
+    assert stream.events[-1] == ("ended",)
