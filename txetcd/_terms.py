@@ -7,8 +7,9 @@ term, which grows when a new leader is elected. :class:`TermWatch` keeps the hig
 each write in flight remembers the term when it was sent, and once a higher one is seen the write
 is ended at once with :class:`~txetcd.OutcomeUnknown` (it may have reached the old leader and be
 applied by the new one: only the caller can tell), so writers move on to the new leader. While
-writes are in flight a cheap probe (a read any member answers without a leader) asks for the term
-every ``interval`` seconds, so a new leader is noticed even when nothing else is answered.
+writes are in flight a cheap probe (Maintenance/Status: any member answers it at once, without a
+leader, and without an auth token, since it runs below the auth layer) asks for the term every
+``interval`` seconds, so a new leader is noticed even when nothing else is answered.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from txetcd._transport import REQUIRE_LEADER
 
 __all__ = ["PROBE_REQUEST", "TermWatch", "Write", "term_of"]
 
-#: a read any member answers at once, even without a leader: its header carries the term
-PROBE_REQUEST = rpc_pb2.RangeRequest(key=b"\0", serializable=True, count_only=True)
+#: a call any member answers at once, even without a leader and without an auth token (a read
+#: would need one): its header carries the term
+PROBE_REQUEST = rpc_pb2.StatusRequest()
 
 
 class Write(Protocol):

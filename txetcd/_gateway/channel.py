@@ -49,7 +49,7 @@ from txetcd._gateway.wire import (
 )
 from txetcd._grpc.channel import Endpoint, parse_endpoint
 from txetcd._http1.interface import HTTP1Client, HTTPResponse
-from txetcd._methods import LEASE_KEEPALIVE, RANGE
+from txetcd._methods import LEASE_KEEPALIVE, STATUS
 from txetcd._retry import RESEND_BACKOFF, may_resend, may_resend_after, member_unfit
 from txetcd._terms import PROBE_REQUEST, TermWatch
 from txetcd._transport import Capabilities, Metadata, Method
@@ -353,7 +353,7 @@ class GatewayChannel:
     def _probe_term(self) -> None:
         """Ask the member for its raft term (see :mod:`txetcd._terms`)."""
         d = self.unary(
-            RANGE, PROBE_REQUEST, timeout=self.terms.interval, idempotent=True, decode=_same
+            STATUS, PROBE_REQUEST, timeout=self.terms.interval, idempotent=True, decode=_same
         )
         d.addErrback(_ignore)
 

@@ -22,7 +22,7 @@ from txetcd._errors import ClientClosed, ConnectionFailed
 from txetcd._grpc.calls import GrpcStream, _UnaryCall
 from txetcd._h2.connection import H2Connection
 from txetcd._h2.frames import ConnectionClosed, encode_literal, encode_literal_indexed_name
-from txetcd._methods import RANGE
+from txetcd._methods import STATUS
 from txetcd._retry import backoff_policy
 from txetcd._terms import PROBE_REQUEST, TermWatch
 from txetcd._tls import BatchingTLSEndpoint, TLSOptions
@@ -281,7 +281,7 @@ class Channel:
     def _probe_term(self) -> None:
         """Ask the member for its raft term (see :mod:`txetcd._terms`)."""
         d = self.unary(
-            RANGE, PROBE_REQUEST, timeout=self.terms.interval, idempotent=True, decode=_ignore
+            STATUS, PROBE_REQUEST, timeout=self.terms.interval, idempotent=True, decode=_ignore
         )
         d.addErrback(_ignore)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+import pytest_twisted
 from twisted.internet import task
+from twisted.internet.task import deferLater
 
+from txetcd._grpc.channel import Channel
 from txetcd._proto import rpc_pb2
 from txetcd._terms import TermWatch, term_of
+from txetcd.testing import EtcdServer
 
 
 class FakeWrite:
@@ -96,3 +100,24 @@ def test_hasleader_only_after_a_sign_of_trouble() -> None:
     assert watch.metadata(REQUIRE_LEADER) == ()
     watch.suspect()
     assert watch.metadata(REQUIRE_LEADER) is REQUIRE_LEADER
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_term_probe_is_answered_by_a_member_with_auth_on(
+    etcd_auth_server: EtcdServer,
+) -> None:
+    """The probe goes below the auth layer (no token): it must be a call etcd answers without
+    one, or under auth a write stuck behind a dead leader would wait for etcd's own timeout."""
+    from twisted.internet import reactor
+
+    channel = Channel([etcd_auth_server.endpoint], reactor)
+    try:
+        assert channel.terms.term == 0
+        channel._probe_term()
+        for _ in range(100):  # bounded only against a hang: the answer comes in milliseconds
+            if channel.terms.term:
+                break
+            await deferLater(reactor, 0.02)
+        assert channel.terms.term > 0
+    finally:
+        await channel.close()
