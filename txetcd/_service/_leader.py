@@ -154,6 +154,11 @@ class LeaderService(LoopService[Election]):
         """True while this process leads (as far as it knows)."""
         return self._ready is not None and self._ready.leading
 
+    def whenReady(self) -> "Deferred[Election]":  # noqa: N802 (Twisted's spelling)
+        """Fires with the election once this process leads (at once if it does); fails with
+        ``CancelledError`` if the service is stopped first."""
+        return LoopService.whenReady(self)
+
     async def _loop(self, run: Run) -> None:
         failures = 0
         while True:

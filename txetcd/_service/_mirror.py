@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Union
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -84,6 +85,11 @@ class MirrorService(LoopService[Mirror]):
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<MirrorService {self.prefix!r} {state} mirror={self.mirror!r}>"
+
+    def whenReady(self) -> "Deferred[Mirror]":  # noqa: N802 (Twisted's spelling)
+        """Fires with the mirror once the prefix is listed and watched (at once if it is);
+        fails with ``CancelledError`` if the service is stopped first."""
+        return LoopService.whenReady(self)
 
     async def _loop(self, run: Run) -> None:
         failures = 0

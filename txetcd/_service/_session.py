@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -96,6 +97,11 @@ class SessionService(LoopService[Session]):
     def session(self) -> Optional[Session]:
         """The session in use, or ``None`` (stopped, or between a loss and the next)."""
         return self._ready
+
+    def whenReady(self) -> "Deferred[Session]":  # noqa: N802 (Twisted's spelling)
+        """Fires with the session in use (at once if there is one), else with the next;
+        fails with ``CancelledError`` if the service is stopped first."""
+        return LoopService.whenReady(self)
 
     async def _loop(self, run: Run) -> None:
         failures = 0
