@@ -174,7 +174,10 @@ class LoopService(Service, Generic[T]):
 
     # -- IService ------------------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
-        """Start the work (a new run; one still stopping goes on cleaning up by itself)."""
+        """Start the work (a new run; one still stopping goes on cleaning up by itself);
+        nothing if the service runs already."""
+        if self._run is not None:
+            return
         Service.startService(self)  # type: ignore[no-untyped-call]
         run = self._run = Run(self._clock_for)
         run.done = Deferred.fromCoroutine(self._main(run))

@@ -14,6 +14,7 @@ from txetcd._args import NOT_GIVEN
 from txetcd._client import Client
 from txetcd._errors import ClientClosed
 from txetcd._service._base import check_callable, failure_of
+from txetcd._signal import Signal
 
 __all__ = ["EtcdClientService", "ClientSource"]
 
@@ -65,6 +66,7 @@ class EtcdClientService(Service):
 
             self._factory = make
         self.client: Optional[Client] = None
+        self._gone: Signal[None] = Signal()  # fires when the current client is closed
         self._waiters: List[Deferred[Client]] = []
         self._next: List[Deferred[Client]] = []
         self._dependents: Set[Deferred[Any]] = set()
@@ -75,8 +77,12 @@ class EtcdClientService(Service):
 
     # -- IService ------------------------------------------------------------------------------
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
-        """Make the client (what the factory or ``Client(...)`` raises is raised here)."""
+        """Make the client (what the factory or ``Client(...)`` raises is raised here);
+        nothing if the service runs already."""
+        if self.client is not None:
+            return
         client = self._factory()
+        self._gone = Signal()
         Service.startService(self)  # type: ignore[no-untyped-call]
         self.client = client
         self.log.info("etcd client started: {client!r}", client=client)
@@ -90,6 +96,7 @@ class EtcdClientService(Service):
         fires once no connection or timer of it is left."""
         Service.stopService(self)  # type: ignore[no-untyped-call]
         client, self.client = self.client, None
+        self._gone.fire(None)
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             d.errback(failure_of(CancelledError("the etcd client service was stopped")))
@@ -127,6 +134,12 @@ class EtcdClientService(Service):
         self._next.append(d)
         return d
 
+    def _client_gone(self, client: Client) -> "Deferred[None]":
+        """Fires when ``client`` (one this service made) is being closed."""
+        if client is not self.client:
+            return succeed(None)
+        return self._gone.wait()
+
     def _dependent_stopping(self, stopped: "Deferred[Any]") -> None:
         """A service using this one is stopping: close the client only once ``stopped`` fired."""
         self._dependents.add(stopped)
@@ -159,6 +172,13 @@ class ClientSource:
         if self.service is not None:
             return self.service._next_client()
         return succeed(self.client)
+
+    def gone(self, client: Any) -> "Deferred[None]":
+        """Fires when ``client`` is taken away (its client service stops); never for a client
+        given as it is (cancel it when done)."""
+        if self.service is not None:
+            return self.service._client_gone(client)
+        return Deferred()
 
     def stopping(self, stopped: "Deferred[Any]") -> None:
         """The service using this source is stopping; ``stopped`` fires when it has."""

@@ -13,6 +13,7 @@ from txetcd._args import NOT_GIVEN
 from txetcd._service._base import LoopService, Run, Stopped, call_user, check_callable
 from txetcd._service._client import ClientSource
 from txetcd.concurrency._mirror import Mirror, MirrorChange
+from txetcd.concurrency._queue import first_to_fire
 
 __all__ = ["MirrorService"]
 
@@ -74,6 +75,9 @@ class MirrorService(LoopService[Mirror]):
             prefix = prefix.encode()
         if not isinstance(prefix, bytes):
             raise TypeError(f"prefix must be bytes or str, not {type(prefix).__name__}")
+        if timeout is not NOT_GIVEN and timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+                raise TypeError(f"timeout must be a number of seconds > 0 or None, not {timeout!r}")
         LoopService.__init__(self, source, retry_policy, clock)
         self.prefix = prefix
         self.on_change = on_change
@@ -119,11 +123,22 @@ class MirrorService(LoopService[Mirror]):
                 self._set_ready(run, mirror)
                 ended: BaseException = RuntimeError("it was closed")
                 try:
-                    await run.wait(mirror.done)
+                    which, _ = await run.wait(
+                        first_to_fire([mirror.done, self._source.gone(run.client)])
+                    )
                 except Stopped:
                     raise
                 except Exception as error:
                     ended = error
+                else:
+                    if which == 1:  # the client service stopped: wait for its next client
+                        self.log.info(
+                            "mirror of {prefix!r}: its client was closed; waiting for the next",
+                            prefix=self.prefix,
+                        )
+                        mirror.close()
+                        previous = mirror
+                        continue
                 previous = mirror
                 failures = await self._retry(run, ended, failures, "ended")
         finally:

@@ -129,6 +129,8 @@ def test_client_service_arguments() -> None:
         MirrorService("http://127.0.0.1:2379", b"x")
     with pytest.raises(TypeError, match="not str"):
         SessionService("http://127.0.0.1:2379")
+    with pytest.raises(TypeError, match="timeout must be"):
+        MirrorService(Client(reactor=task.Clock()), b"p/", timeout=0)
     with pytest.raises(TypeError, match="on_change must be callable"):
         MirrorService(Client(reactor=task.Clock()), b"p/", cast(Any, 1))
     with pytest.raises(TypeError, match="on_elected must be callable"):
@@ -270,6 +272,36 @@ def test_mirror_service_on_a_client_service_waits_for_it(memory: MemoryEtcd) -> 
     client = clients.client
     assert client is not None and not client._channel.closed  # not the mirror's to close
     outcome(clients.stopService())
+    nothing_left(memory)
+
+
+def test_mirror_service_follows_the_client_service_across_its_restarts(
+    memory: MemoryEtcd,
+) -> None:
+    clients = clients_of(memory)
+    writer = memory.client()
+    outcome(writer.put(b"cfg/a", b"1"))
+    changes: List[MirrorChange] = []
+    service = MirrorService(clients, b"cfg/", changes.append)
+    clients.startService()
+    clients.startService()  # started already: nothing happens
+    service.startService()
+    first = outcome(service.whenReady())
+    outcome(clients.stopService())  # the client goes (the mirror service keeps running)
+    assert first.closed and service.mirror is first
+    outcome(writer.put(b"cfg/a", b"2"))
+    outcome(writer.put(b"cfg/b", b"3"))
+    assert changes == []
+    clients.startService()  # the next client: a new mirror, and what changed meanwhile
+    second = service.mirror
+    assert second is not first and second is not None and not second.closed
+    assert [(c.key, c.new and c.new.value, c.resync) for c in changes] == [
+        (b"cfg/a", b"2", True),
+        (b"cfg/b", b"3", True),
+    ]
+    outcome(service.stopService())
+    outcome(clients.stopService())
+    outcome(writer.close())
     nothing_left(memory)
 
 
