@@ -269,6 +269,7 @@ class Context:
     stdin: IO[bytes]
     environ: Mapping[str, str]
     argv: List[str] = field(default_factory=list)
+    stderr: Optional[IO[bytes]] = None
     prompt: Optional[Callable[[str], str]] = None
     _client: Any = None
     _connection: Optional[_flags.ConnectionSettings] = None
@@ -375,7 +376,7 @@ def group_words() -> Dict[Tuple[str, ...], List[Verb]]:
     return groups
 
 
-def build_parser(verb: Optional[Verb]) -> _Parser:
+def build_parser(verb: Optional[Verb], global_flags: Sequence[Flag] = GLOBAL_FLAGS) -> _Parser:
     """The argparse parser of ``verb``'s flags and the global flags (no positionals: they are
     collected apart, as pflag does)."""
     prog = PROG + (" " + verb.name if verb else "")
@@ -390,7 +391,7 @@ def build_parser(verb: Optional[Verb]) -> _Parser:
                 )
             else:
                 parser.add_argument(*names, dest=option.dest, default=None)
-    for flag in GLOBAL_FLAGS:
+    for flag in global_flags:
         names = [f"--{flag.name}"] + ([f"-{flag.short}"] if flag.short else [])
         kwargs: Dict[str, Any] = {"dest": "global_" + flag.dest, "default": None}
         if flag.boolean:
@@ -400,16 +401,21 @@ def build_parser(verb: Optional[Verb]) -> _Parser:
 
 
 def parse(
-    verb: Optional[Verb], argv: Sequence[str], environ: Mapping[str, str]
+    verb: Optional[Verb],
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    global_flags: Sequence[Flag] = GLOBAL_FLAGS,
 ) -> Tuple[argparse.Namespace, Dict[str, str], List[str], Optional[int]]:
     """``argv`` (without the verb's words) as the verb's options, the global flags' texts
     (command line, else ``ETCDCTL_*``, else default), the positional words and where a
-    ``--`` was among them. FlagError for anything pflag would refuse."""
-    booleans = [f.name for f in GLOBAL_FLAGS if f.boolean]
+    ``--`` was among them. FlagError for anything pflag would refuse. ``global_flags=()``:
+    the verb's flags alone (a txn's operations)."""
+    booleans = [f.name for f in global_flags if f.boolean]
     if verb is not None:
         booleans += [o.name for o in verb.flags if o.kind == "bool"]
     rest, bool_values = _flags.take_boolean_values(list(argv), booleans)
-    parser = build_parser(verb)
+    parser = build_parser(verb, global_flags)
     namespace, extra = parser.parse_known_args(rest)
     args: List[str] = []
     dash: Optional[int] = None
@@ -424,12 +430,12 @@ def parse(
             raise FlagError(f"unknown shorthand flag: {word[1]!r} in {word}")
         args.append(word)
     given: Dict[str, Optional[str]] = {}
-    for flag in GLOBAL_FLAGS:
+    for flag in global_flags:
         value = getattr(namespace, "global_" + flag.dest)
         if flag.dest in bool_values:
             value = bool_values[flag.dest]
         given[flag.dest] = value
-    global_values = _flags.resolve(given, environ, GLOBAL_FLAGS)
+    global_values = _flags.resolve(given, environ, global_flags)
     options = argparse.Namespace(help=bool(namespace.help))
     for option in verb.flags if verb is not None else ():
         text = bool_values.get(option.dest, getattr(namespace, option.dest))
@@ -519,6 +525,8 @@ def _flag_lines(flags: Sequence[Union[Flag, Option]]) -> List[str]:
 def fail(stderr: IO[bytes], error: Union[CommandError, FlagError, str]) -> None:
     """Write one ``Error: ...`` line on stderr."""
     message = error.message if isinstance(error, CommandError) else str(error)
+    if not message:
+        return  # said already (a watch's failed command)
     line = "Error: " + " ".join(message.splitlines())
     stderr.write(line.encode("utf-8", "replace") + b"\n")
     stderr.flush()

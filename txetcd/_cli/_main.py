@@ -66,6 +66,7 @@ async def run(
             stdin=stdin,
             environ=environ,
             argv=list(argv),
+            stderr=stderr,
             prompt=prompt,
         )
         try:
