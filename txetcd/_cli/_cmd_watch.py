@@ -266,10 +266,11 @@ async def _until_end(watch: Any, printer: WatchPrinter) -> None:
         if not isinstance(error, (ServerError, WatchCancelled)):
             result.raiseException()
         stderr = printer.ctx.stderr
+        reason = str(error)
         if isinstance(error, RevisionCompacted):  # etcd's words, as etcdctl shows them
-            error = "etcdserver: mvcc: required revision has been compacted"
+            reason = "etcdserver: mvcc: required revision has been compacted"
         if stderr is not None:
-            stderr.write(f"watch was canceled ({error})\n".encode("utf-8", "replace"))
+            stderr.write(f"watch was canceled ({reason})\n".encode("utf-8", "replace"))
             stderr.flush()
 
 
