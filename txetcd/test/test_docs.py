@@ -22,6 +22,23 @@ from txetcd.testing import EtcdServer
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLES = DOCS / "examples"
+TESTING = EXAMPLES / "testing"
+
+#: what both tutorial programs (async def and inlineCallbacks) print, in this order
+_TUTORIAL = [
+    "colour is b'blue', version 1\n"
+    "a missing key: value=None, found=False\n"
+    "blue -> green: succeeded=True\n"
+    "stale swap: succeeded=False, colour is b'green'\n"
+    "watch: PUT jobs/1 b'queued'\n"
+    "watch: PUT jobs/1 b'running'\n"
+    "watch: DELETE jobs/1 b''\n"
+    "tmp after the revoke: None\n"
+    "revoking it again: LeaseNotFound\n"
+    "while the session lives: b'alive'\n"
+    "once it is closed: None\n"
+    "done\n"
+]
 
 #: what each example must print (each string somewhere in its output)
 EXPECTED: dict[str, list[str]] = {
@@ -86,10 +103,58 @@ EXPECTED: dict[str, list[str]] = {
         "watch: delete /examples/v2/queue None",
         "done",
     ],
+    "quickstart.py": [
+        "colour: b'blue'",
+        "it was blue, now it is green: True",
+        "watch: PUT b'quickstart/size' b'XL'",
+        "watch: DELETE b'quickstart/colour' b''",
+        "done",
+    ],
+    "tutorial_async.py": _TUTORIAL,
+    "tutorial_inline_callbacks.py": _TUTORIAL,
+    "tutorial_locks.py": [
+        "b's try_acquire while a holds it: False",
+        "a records: True",
+        "b records: True",
+        "report: ['a was here', 'b was here']",
+        "a writes with its token: True",
+        "b's token is higher: True",
+        "a's lock.lost fired: LockLost | a's lock.locked: False",
+        "b records: True",
+        "b writes with its token: True",
+        "a's unfenced write clobbered b's report: True",
+        "a's fenced write: False",
+        "storage takes a's old token: False",
+        "storage holds: b's data",
+        "a's release: LockLost",
+        "b still holds the lock: True",
+        "done",
+    ],
+    "tutorial_election.py": [
+        "a leads: True | b and c wait: True",
+        "leader(): a",
+        "observed: a\na publishes: True\nobserved: a, config v2\n",
+        "b leads: True\nobserved: b\n",
+        "a is told: LockLost | a leads: False",
+        "a's late publish: False",
+        "b publishes: True",
+        "active config: config from b",
+        "observed: c\ndone",
+    ],
+    "migrating_v2_to_v3.py": [
+        f"{api}: {line}"
+        for api in ("v2", "v3")
+        for line in (
+            "owner taken",
+            "mode was not blue any more",
+            "config {'mode': 'green', 'size': 'L'}",
+        )
+    ]
+    + ["v2: change set size = XL", "v3: change PUT size = XL", "done"],
 }
 
 #: examples of the v2 API: run against an etcd with ``--enable-v2=true`` (3.5, and 3.4 if found)
-V2_EXAMPLES = {"v2_basics.py"}
+V2_EXAMPLES = {"v2_basics.py", "migrating_v2_to_v3.py"}
 
 
 def _env() -> dict[str, str]:
@@ -142,6 +207,43 @@ def test_example_pytest_project_passes() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 passed" in proc.stdout, proc.stdout
+
+
+def test_testing_tutorial_project_passes() -> None:
+    """docs/examples/testing (tutorial-testing.rst) under pytest: MemoryEtcd, a Clock."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTING)],
+        cwd=str(ROOT),
+        env=_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 passed" in proc.stdout, proc.stdout
+
+
+def test_testing_tutorial_trial_tests_pass(tmp_path: Path) -> None:
+    """docs/examples/testing's trial module under trial: in memory, and against a real etcd."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twisted.trial",
+            f"--temp-directory={tmp_path / '_trial_temp'}",
+            "test_announce_trial",
+        ],
+        cwd=str(TESTING),
+        env=_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "PASSED (successes=4)" in output, output
 
 
 # -- the error tree in docs/errors.rst ---------------------------------------------------------
