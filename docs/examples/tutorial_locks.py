@@ -51,7 +51,7 @@ async def main(reactor, endpoint):
     try:
         await a.delete_prefix(PREFIX)
         async with Session(a, ttl=10) as sa, Session(b, ttl=10) as sb:
-            await take_turns(a, Lock(sa, LOCK), Lock(sb, LOCK))
+            await take_turns(a, b, Lock(sa, LOCK), Lock(sb, LOCK))
             await stall(a, b, sa, Lock(sa, LOCK), Lock(sb, LOCK))
         await a.delete_prefix(PREFIX)
     finally:
@@ -60,13 +60,13 @@ async def main(reactor, endpoint):
     print("done")
 
 
-async def take_turns(a, lock_a, lock_b):
+async def take_turns(a, b, lock_a, lock_b):
     # -- the normal case
     async with lock_a:
         print("b's try_acquire while a holds it:", await lock_b.try_acquire())
         print("a records:", await record(a, lock_a, b"a was here"))
     async with lock_b:
-        print("b records:", await record(a, lock_b, b"b was here"))
+        print("b records:", await record(b, lock_b, b"b was here"))
     print("report:", (await a.get(REPORT)).value.decode().splitlines())
 
 
