@@ -10,7 +10,7 @@ from txetcd.service import EtcdClientService, LeaderService, MirrorService, Sess
 log = Logger(namespace="example")
 application = Application("etcd-example")
 
-# The client first: a MultiService stops its children in reverse order, so it closes last.
+# One client for all the services below; it is closed once they have stopped.
 etcd = EtcdClientService(os.environ.get("ETCD_ENDPOINT", "http://127.0.0.1:2379"), timeout=10)
 etcd.setServiceParent(application)
 

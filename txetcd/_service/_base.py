@@ -180,6 +180,7 @@ class LoopService(Service, Generic[T]):
             return
         Service.startService(self)  # type: ignore[no-untyped-call]
         run = self._run = Run(self._clock_for)
+        self._source.started(self)
         run.done = Deferred.fromCoroutine(self._main(run))
 
     def stopService(self) -> "Deferred[None]":  # noqa: N802
@@ -195,7 +196,7 @@ class LoopService(Service, Generic[T]):
             return succeed(None)
         run.stop()
         stopped = observe(run.done)
-        self._source.stopping(observe(run.done))
+        self._source.stopping(self, observe(run.done))
         return stopped
 
     # -- readiness -----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ and how the other services take their client (a Client, or this service)."""
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
@@ -35,9 +35,10 @@ class EtcdClientService(Service):
     the client is made, so a bad one makes ``startService`` raise.
 
     Stopping it closes the client once the services that use it and are stopping at the same
-    time have finished (a session's revoke is not cut short). Add it to a ``MultiService``
-    before the services that use it: a ``MultiService`` stops its children in reverse order.
-    A service that uses it and keeps running sees its client closed, and waits for the next.
+    time have finished (a session's revoke is not cut short): those stopping already, and, if
+    its parent is stopping all its children, those among them not stopped yet, whatever their
+    order. A service that uses it and keeps running sees its client closed, and waits for the
+    next.
 
     :ivar client: the client while the service runs, ``None`` otherwise. Each start makes a
         new one.
@@ -69,7 +70,9 @@ class EtcdClientService(Service):
         self._gone: Signal[None] = Signal()  # fires when the current client is closed
         self._waiters: List[Deferred[Client]] = []
         self._next: List[Deferred[Client]] = []
-        self._dependents: Set[Deferred[Any]] = set()
+        self._users: Set[Any] = set()  # running services that use this one
+        self._stops: Set[Deferred[Any]] = set()  # their stops under way
+        self._awaited: Dict[Any, Deferred[None]] = {}  # users to stop before the client goes
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -102,7 +105,14 @@ class EtcdClientService(Service):
             d.errback(failure_of(CancelledError("the etcd client service was stopped")))
         if client is None:
             return succeed(None)
-        pending = list(self._dependents)
+        pending: List[Deferred[Any]] = list(self._stops)
+        parent = self.parent
+        if parent is not None and not parent.running:
+            # the parent is stopping its children, in an order we do not choose: wait for
+            # the users among them that it has not stopped yet too
+            for user in self._users:
+                if user.parent is parent and user.running:
+                    pending.append(self._awaited.setdefault(user, Deferred()))
         first: Deferred[Any] = DeferredList(pending) if pending else succeed(None)
 
         def close(_: object) -> "Deferred[None]":
@@ -140,12 +150,21 @@ class EtcdClientService(Service):
             return succeed(None)
         return self._gone.wait()
 
-    def _dependent_stopping(self, stopped: "Deferred[Any]") -> None:
-        """A service using this one is stopping: close the client only once ``stopped`` fired."""
-        self._dependents.add(stopped)
+    def _user_started(self, user: Any) -> None:
+        """``user``, a service that uses this one, has started."""
+        self._users.add(user)
 
-        def gone(result: object) -> None:
-            self._dependents.discard(stopped)
+    def _user_stopping(self, user: Any, stopped: "Deferred[Any]") -> None:
+        """``user`` is stopping: close the client only once ``stopped`` has fired."""
+        self._users.discard(user)
+        self._stops.add(stopped)
+        awaited = self._awaited.pop(user, None)
+
+        def gone(result: object) -> object:
+            self._stops.discard(stopped)
+            if awaited is not None:
+                awaited.callback(None)
+            return result
 
         stopped.addBoth(gone)
 
@@ -180,10 +199,15 @@ class ClientSource:
             return self.service._client_gone(client)
         return Deferred()
 
-    def stopping(self, stopped: "Deferred[Any]") -> None:
-        """The service using this source is stopping; ``stopped`` fires when it has."""
+    def started(self, user: Any) -> None:
+        """``user``, the service using this source, has started."""
         if self.service is not None:
-            self.service._dependent_stopping(stopped)
+            self.service._user_started(user)
+
+    def stopping(self, user: Any, stopped: "Deferred[Any]") -> None:
+        """``user`` is stopping; ``stopped`` fires when it has."""
+        if self.service is not None:
+            self.service._user_stopping(user, stopped)
 
     def closed_for_good(self, error: BaseException) -> bool:
         """Whether ``error`` says the client is closed and none will come after it (a client

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, cast
 
 import pytest
@@ -21,6 +22,7 @@ from twisted.internet import defer, task
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 
 from txetcd import Client, ClientClosed, LeaseExpired
+from txetcd._service._base import Run, Stopped
 from txetcd.concurrency import Election, Mirror, MirrorChange, Session
 from txetcd.service import EtcdClientService, LeaderService, MirrorService, SessionService
 from txetcd.test.helpers import (
@@ -139,16 +141,19 @@ def test_client_service_arguments() -> None:
         LeaderService(Client(reactor=task.Clock()), b"", print)
 
 
+@pytest.mark.parametrize("client_first", [True, False])
 def test_client_closed_after_the_services_using_it_have_stopped(
-    memory: MemoryEtcd, logged: Logged
+    memory: MemoryEtcd, logged: Logged, client_first: bool
 ) -> None:
     """In a MultiService, children stop at once (in reverse order): the client service waits
-    for the stops under way (a session's revoke) before it closes the client."""
+    for the stops of the services using it (a session's revoke) before it closes the client,
+    whether they were told to stop before it or are told after."""
     top = MultiService()
     clients = clients_of(memory)
-    clients.setServiceParent(top)
     sessions = SessionService(clients, ttl=10)
-    sessions.setServiceParent(top)
+    first, second = (clients, sessions) if client_first else (sessions, clients)
+    first.setServiceParent(top)
+    second.setServiceParent(top)
     top.startService()
     session = outcome(sessions.whenReady())
     assert list(memory.store.leases) == [session.lease_id]
@@ -556,6 +561,45 @@ def test_leader_stopped_while_campaigning_withdraws(memory: MemoryEtcd) -> None:
     outcome(a.service.stopService())
     outcome(client.close())
     nothing_left(memory)
+
+
+# -- stopping: an interrupted wait gets a grace period ---------------------------------------
+
+
+@pytest.mark.parametrize("in_time", [True, False])
+def test_a_stop_lets_an_interrupted_wait_clean_up_for_a_while(in_time: bool) -> None:
+    """A stop cancels the wait under way; if it goes on cleaning up (a campaign withdrawing its
+    key while etcd is out of reach), it is cancelled again after the client's timeout."""
+    clock = task.Clock()
+    run = Run(lambda _: clock)
+    run.client = SimpleNamespace(timeout=3.0, clock=clock)
+    cleanup: defer.Deferred[None] = defer.Deferred()
+    steps: List[str] = []
+
+    async def campaign() -> None:
+        try:
+            await defer.Deferred()
+        except defer.CancelledError:
+            steps.append("withdrawing")
+            await cleanup
+            steps.append("withdrawn")
+
+    async def loop() -> None:
+        await run.wait(defer.Deferred.fromCoroutine(campaign()))
+
+    done = defer.Deferred.fromCoroutine(loop())
+    run.stop()
+    assert steps == ["withdrawing"] and not done.called
+    clock.advance(2.9)
+    assert not done.called
+    if in_time:
+        cleanup.callback(None)
+        assert steps == ["withdrawing", "withdrawn"]
+    else:
+        clock.advance(0.1)
+        assert cleanup.called and steps == ["withdrawing"]  # cancelled: cut short
+    assert isinstance(outcome(done), Stopped)
+    assert clock.getDelayedCalls() == []
 
 
 # -- against real etcd -----------------------------------------------------------------------
