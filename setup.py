@@ -22,7 +22,11 @@ setup(
     long_description_content_type="text/x-rst",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["txetcd", "txetcd.*"]),
+    # twisted.plugins holds only txetcd_plugin.py (twistd's etcd-mirror) and has no __init__.py:
+    # Twisted owns that package. twistd lists plugins from a dropin.cache it rewrites when it can;
+    # after installing into a read-only site-packages, regenerate it once as its owner with
+    #   python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+    packages=find_packages(include=["txetcd", "txetcd.*"]) + ["twisted.plugins"],
     package_data={"txetcd": ["py.typed", "_proto/*.proto", "_proto/*.pyi"]},
     include_package_data=True,
     entry_points={"console_scripts": ["txetcd = txetcd._cli._main:main"]},
