@@ -1,6 +1,6 @@
 """txetcd against the fastest Python etcd clients and the wire limit, side by side on one etcd.
 
-    python benchmarks/run.py [--suite kv|watch|scale|v2|gateway|tls|failover|all]
+    python benchmarks/run.py [--suite kv|watch|scale|v2|gateway|tls|failover|lock|all]
                              [--rounds 3] [--seconds 3] [--clients txetcd,aetcd,...]
                              [--skip-setup | --setup-only]
                              [--baseline REV] [--json out.json] [--markdown out.md]
@@ -21,7 +21,9 @@ loopback ports per suite, and runs it:
 - ``tls``: puts and gets over TLS for txetcd and the peers that can, and txetcd in plain text
   against a plain etcd in the same rounds;
 - ``failover``: a 3-member cluster's leader SIGKILLed under load, client by client: writes lost
-  or applied twice, recovery time after each kill.
+  or applied twice, recovery time after each kill;
+- ``lock``: txetcd's Lock and the peers' locks: uncontended acquire+release cycles/s, and the
+  hand-off latency among 8 contenders.
 
 ``--baseline REV`` adds txetcd as it was at git revision REV as one more row of the kv, v2 and
 gateway suites (``txetcd@<commit>``) and prints txetcd / that row on every figure.
@@ -47,7 +49,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 if BENCH_DIR not in sys.path:
     sys.path.insert(0, BENCH_DIR)
 
-from harness import baseline, failover, report, scale, tls, watch
+from harness import baseline, failover, lock, report, scale, tls, watch
 from harness.clients import TXETCD, ClientDef, select
 from harness.documents import (
     client_documents,
@@ -82,12 +84,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add = p.add_argument
     add(
         "--suite",
-        choices=["kv", "watch", "scale", "v2", "gateway", "tls", "failover", "all"],
+        choices=["kv", "watch", "scale", "v2", "gateway", "tls", "failover", "lock", "all"],
         default="kv",
         help="kv: puts and gets over gRPC (default); watch: watch latency and events/s; "
         "scale: 1,000 watches + 10,000 leases in one txetcd process; v2: puts and gets on the "
         "v2 keys API; gateway: on the v3 JSON gateway; tls: puts and gets over TLS; failover: "
-        "a 3-member cluster's leader killed under load; all: each in turn",
+        "a 3-member cluster's leader killed under load; lock: lock cycles/s and hand-off "
+        "latency; all: each in turn",
     )
     add("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     add("--seconds", type=float, default=3.0, help="timed s per workload (default 3)")
@@ -156,6 +159,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     f("--failover-interval", type=float, default=2.0, help="s of load before each kill (2)")
     f("--failover-down", type=float, default=3.0, help="s a killed leader stays down (3)")
     f("--failover-timeout", type=float, default=10.0, help="each call's deadline s (10)")
+    k = p.add_argument_group("lock suite").add_argument
+    k("--lock-contenders", type=int, default=8, help="lock objects contending (default 8)")
     args = p.parse_args(argv)
     try:
         args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -171,6 +176,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--failover-writers, --failover-kills and --failover-timeout must be positive")
     if min(args.failover_readers, args.failover_interval, args.failover_down) < 0:
         p.error("--failover-readers, --failover-interval and --failover-down must be >= 0")
+    if args.lock_contenders < 2:
+        p.error("--lock-contenders must be at least 2")
     if not 0 <= args.baseline_margin < 1:
         p.error("--baseline-margin is a fraction: 0 <= F < 1 (0.05 = 5%)")
     if args.setup_only and args.skip_setup:
@@ -530,6 +537,12 @@ def run_failover(args: argparse.Namespace) -> Outcome | None:
     return None if done is None else Outcome(*done)
 
 
+def run_lock(args: argparse.Namespace) -> Outcome | None:
+    """The lock suite: uncontended cycles/s and contended hand-off latency, per client."""
+    done = lock.run_lock(args, prepare, say)
+    return None if done is None else Outcome(*done)
+
+
 SUITES: dict[str, Callable[[argparse.Namespace], Outcome | None]] = {
     "kv": run_kv,
     "watch": run_watch,
@@ -538,6 +551,7 @@ SUITES: dict[str, Callable[[argparse.Namespace], Outcome | None]] = {
     "gateway": run_gateway,
     "tls": run_tls,
     "failover": run_failover,
+    "lock": run_lock,
 }
 
 
