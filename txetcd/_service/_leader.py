@@ -36,6 +36,7 @@ class _Work:
         self.service: Any = None
         self.deferred: Optional[Deferred[Any]] = None
         self.failed: Deferred[BaseException] = Deferred()
+        self.failure: Optional[Failure] = None  # how it failed, traceback included
         self._stopping = False
         if IService.providedBy(result):
             self.service = result
@@ -50,6 +51,7 @@ class _Work:
         if not self._stopping and not self.failed.called:
             error = failure.value
             assert error is not None
+            self.failure = failure
             self.failed.callback(error)
 
     async def stop(self, log: Logger, name: bytes) -> None:
@@ -234,16 +236,17 @@ class LeaderService(LoopService[Election]):
             work.failed.callback(error)
             return work
         work = _Work(result)
-        work.failed.addCallback(self._work_failed)
-        return work
 
-    def _work_failed(self, error: BaseException) -> BaseException:
-        self.log.failure(
-            "the leader's work in {name!r} failed",
-            Failure(error),  # type: ignore[no-untyped-call]
-            name=self.election_name,
-        )
-        return error
+        def failed(error: BaseException) -> BaseException:
+            self.log.failure(
+                "the leader's work in {name!r} failed; resigning",
+                work.failure,
+                name=self.election_name,
+            )
+            return error
+
+        work.failed.addCallback(failed)
+        return work
 
     def _report(self, failure: Failure, callback: str) -> None:
         self.log.failure(

@@ -534,6 +534,7 @@ def test_leader_work_failure_is_logged_then_it_resigns_and_campaigns_again(
     assert a.events == [("elected", 2), ("deposed", "ValueError")]
     assert outcome(client.get_prefix(b"e/")).kvs == ()  # resigned
     assert [type(e["log_failure"].value) for e in logged.failures()] == [ValueError]
+    assert "failing_work" in logged.failures()[0]["log_failure"].getTraceback()  # where
     memory.clock.advance(2)
     assert len(attempts) == 2
     outcome(a.service.stopService())
