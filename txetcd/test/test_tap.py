@@ -342,6 +342,35 @@ async def test_twistd_etcd_mirror(
             assert len(content) == 120000 and content == content[:6] * 20000, name
 
 
+@pytest_twisted.ensureDeferred
+async def test_the_docs_own_plugin_example(
+    etcd_server: EtcdServer, etcd_prefix: bytes, tmp_path: Path
+) -> None:
+    """docs/twistd.rst's plugin (docs/examples/twistd_plugin) runs under twistd as shown."""
+    example = tmp_path / "example"
+    shutil.copytree(ROOT / "docs" / "examples" / "twistd_plugin", example)
+    log = tmp_path / "twistd.log"
+    env = dict(os.environ, PYTHONPATH=str(example))
+    twistd = Path(sys.executable).with_name("twistd")
+    async with client_of(etcd_server.endpoint) as client:
+        await client.put(etcd_prefix + b"colour", b"blue")
+        argv = [str(twistd), "-n", "--pidfile=", f"--logfile={log}", "myapp"]
+        argv += [f"--endpoints={etcd_server.endpoint}", f"--prefix={etcd_prefix.decode()}"]
+        process = subprocess.Popen(argv, env=env, cwd=example)
+        try:
+            await until(lambda: "config loaded" in log_text(log), 30, what=log_text(log))
+            assert "config loaded: {'colour': 'blue'}" in log_text(log)
+            await client.put(etcd_prefix + b"colour", b"green")
+            await client.delete(etcd_prefix + b"colour")
+            await until(lambda: "config: colour removed" in log_text(log), what=log_text(log))
+            assert "config: colour = green" in log_text(log)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await until(lambda: process.poll() is not None, 30, what="twistd to exit")
+    assert "Server Shut Down." in log_text(log)
+    assert "Traceback" not in log_text(log), log_text(log)
+
+
 # -- run_foreground (the CLI's `txetcd mirror`) -------------------------------------------------
 
 
