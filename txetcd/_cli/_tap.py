@@ -15,6 +15,7 @@ from typing import IO, Any, Callable, Dict, List, Mapping, Optional
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import (
     FilteringLogObserver,
@@ -206,14 +207,14 @@ class DirectoryMirrorService(MultiService):
 
     def stopService(self) -> "Deferred[None]":  # noqa: N802
         """Stop mirroring, wait for a running --exec, close the client; the files stay."""
+        self.revision = self.current_revision
+        stopping: List[Deferred[Any]] = [super().stopService()]  # type: ignore[no-untyped-call]
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
         connecting, self._connecting = self._connecting, None
         if connecting is not None:
-            connecting.addErrback(lambda _: None)
-            connecting.cancel()
-        stopping: List[Deferred[Any]] = [super().stopService()]  # type: ignore[no-untyped-call]
+            connecting.cancel()  # not running any more: its failure is dropped
         if self.command is not None:
             stopping.append(self.command.stop())
 
@@ -236,6 +237,14 @@ class DirectoryMirrorService(MultiService):
         waiting.addCallback(close)
         waiting.addCallback(stopped)
         return waiting
+
+    @property
+    def current_revision(self) -> int:
+        """The revision of etcd the directory is in step with (0: not listed yet)."""
+        mirror = self.mirrors.mirror if self.mirrors is not None else None
+        if mirror is not None:
+            self.revision = max(self.revision, mirror.revision)
+        return self.revision
 
     # -- connecting and mirroring --------------------------------------------------------------
     def _connect(self) -> None:
@@ -320,17 +329,22 @@ class DirectoryMirrorService(MultiService):
     def _environment(self) -> Dict[str, str]:
         mirror = self.mirrors.mirror if self.mirrors is not None else None
         return {
-            "ETCD_MIRROR_REVISION": str(self.revision),
+            "ETCD_MIRROR_REVISION": str(self.current_revision),
             "ETCD_MIRROR_PREFIX": os.fsdecode(self.prefix),
             "ETCD_MIRROR_DIRECTORY": self.directory,
             "ETCD_MIRROR_KEYS": str(len(mirror) if mirror is not None else 0),
         }
 
     def _stop_reactor(self, failure: Failure) -> None:
-        try:
-            self.reactor.stop()
-        except Exception:  # not running (yet): it is stopped already
-            pass
+        """twistd's end: stop the reactor (twistd starts services before it runs)."""
+
+        def stop() -> None:
+            try:
+                self.reactor.stop()
+            except ReactorNotRunning:
+                pass
+
+        self.reactor.callWhenRunning(stop)
 
 
 def makeService(  # noqa: N802 (twistd's name)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, cast
 
 import pytest
 import pytest_twisted
+from twisted.internet import task
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
@@ -250,6 +251,45 @@ async def test_service_keeps_trying_until_etcd_is_there(
         globalLogPublisher.removeObserver(observer)
         await within(service.stopService(), 10)
     assert txetcd_timers(reactor()) == []
+
+
+class StoppingClock(task.Clock):
+    """A clock with the reactor calls a fatal error makes: callWhenRunning and stop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped = 0
+
+    def callWhenRunning(self, f: Callable[[], None]) -> None:  # noqa: N802
+        self.callLater(0, f)
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+def test_fatal_options_stop_twistd(tmp_path: Path) -> None:
+    clock = StoppingClock()
+
+    def connect() -> "Deferred[Client]":
+        raise ValueError("ca_cert: 'x.pem' holds no PEM block")
+
+    service = DirectoryMirrorService(connect, b"p/", str(tmp_path), reactor=clock)
+    service.startService()
+    assert clock.stopped == 0  # not from within startService: twistd calls it before run()
+    clock.advance(0)
+    assert clock.stopped == 1
+    d = service.stopService()
+    assert d.called and clock.getDelayedCalls() == []
+
+
+def test_stop_while_connecting(tmp_path: Path) -> None:
+    clock = StoppingClock()
+    pending: "Deferred[Client]" = Deferred()
+    service = DirectoryMirrorService(lambda: pending, b"p/", str(tmp_path), reactor=clock)
+    service.startService()
+    d = service.stopService()
+    assert d.called and pending.called  # cancelled, its failure dropped
+    assert clock.getDelayedCalls() == [] and clock.stopped == 0
 
 
 # -- twistd -n etcd-mirror, a real process ------------------------------------------------------
