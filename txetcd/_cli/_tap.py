@@ -186,7 +186,7 @@ class DirectoryMirrorService(MultiService):
         self.client: Optional[Client] = None
         #: the mirror service (a child of this one), once connected
         self.mirrors: Optional[MirrorService] = None
-        #: the revision the directory is in step with (0: not yet)
+        #: the revision of the last change written (:attr:`current_revision` is the mirror's)
         self.revision = 0
         #: how many times the directory was brought in step from a full listing
         self.syncs = 0
@@ -389,8 +389,8 @@ def run_foreground(
 
     ``argv`` is parsed with the plugin's :class:`Options`; a mistake in it is one ``Error:``
     line on ``stderr`` and status 1; ``--help`` prints the usage on ``stdout`` (status 0). The
-    log goes to ``stderr`` (info and above) while it runs. A fatal problem (an unreadable
-    certificate) ends it with status 1.
+    log goes to ``stderr`` (info and above) while it runs. A fatal problem (a certificate file
+    that holds no certificate) ends it with status 1.
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
