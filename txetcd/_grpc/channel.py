@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
@@ -365,7 +365,7 @@ class Channel:
             self._connecting = None
             if self.closed:
                 return
-            timed_out = isinstance(f.value, CancelledError)
+            timed_out = isinstance(f.value, (CancelledError, TimeoutError))
             why = (
                 f"connect timed out after {self.connect_timeout:g} s"
                 if timed_out

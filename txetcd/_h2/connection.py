@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from hpack import Decoder
 from hpack.exceptions import HPACKError
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IDelayedCall, IHandshakeListener, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -198,9 +198,10 @@ class H2Connection(Protocol):
         self.on_lost = on_lost
         self.on_goaway = on_goaway
         self.tls = tls
-        #: fires once streams may start: at once over TCP; over TLS once the handshake is done
-        #: and the server agreed to HTTP/2 (ALPN ``h2``). Fails if the connection ends first.
-        self.ready: Deferred[None] = Deferred(lambda _: self._abort())
+        #: fires once streams may start: when the server's SETTINGS arrive (over TLS, after a
+        #: handshake in which it agreed to HTTP/2, ALPN ``h2``). Fails if the connection ends
+        #: first; a server that accepts and never answers is left to the caller's timeout.
+        self.ready: Deferred[None] = Deferred(self._cancel_ready)
 
         self.streams: Dict[int, H2Stream] = {}
         self.pending: Deque[H2Stream] = deque()  # waiting for MAX_CONCURRENT_STREAMS
@@ -261,8 +262,6 @@ class H2Connection(Protocol):
         self.connected = True
         transport = self.transport
         assert transport is not None
-        if not self.tls:
-            self.ready.callback(None)
         set_nodelay = getattr(transport, "setTcpNoDelay", None)
         if set_nodelay is not None:
             set_nodelay(True)
@@ -362,8 +361,14 @@ class H2Connection(Protocol):
         self._write(frame(GOAWAY, 0, 0, _GOAWAY.pack(0, PROTOCOL_ERROR) + b"no SETTINGS preface"))
         self._abort()
 
+    def _cancel_ready(self, ready: "Deferred[None]") -> None:
+        """Given up on (the connect timeout): fails as cancelled, whenever the transport ends."""
+        ready.errback(CancelledError())
+        self._abort()
+
     def handshakeCompleted(self) -> None:
-        """TLS is set up: check that the server agreed to HTTP/2, then let streams start."""
+        """TLS is set up: check that the server agreed to HTTP/2 (its SETTINGS, which come next,
+        let streams start)."""
         if self.ready.called:
             return
         transport: Any = self.transport
@@ -375,8 +380,6 @@ class H2Connection(Protocol):
                 "is this an etcd client URL?"
             )
             self._abort()
-            return
-        self.ready.callback(None)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._held:
@@ -748,6 +751,10 @@ class H2Connection(Protocol):
             elif ident == SETTINGS_MAX_CONCURRENT_STREAMS:
                 self.remote_max_streams = value
         self._write(frame(SETTINGS, FLAG_ACK, 0))
+        if not self.ready.called:
+            # The server's preface: it speaks HTTP/2 and is alive (as grpc-go, a connection is
+            # not ready at TCP connect: a member that accepts and never answers is not used)
+            self.ready.callback(None)
         self._start_pending()
         if self._blocked:
             self._flush_blocked()

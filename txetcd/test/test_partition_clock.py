@@ -12,18 +12,21 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from txetcd import ConnectionFailed, OutcomeUnknown, Timeout
 from txetcd._gateway.channel import GatewayChannel
 from txetcd._grpc.channel import Channel, Endpoint
+from txetcd._h2.frames import SETTINGS, frame
 from txetcd._http1.interface import HTTPResponse
 from txetcd._methods import PUT, RANGE, WATCH
 from txetcd._proto import rpc_pb2
 
 
 class Silent:
-    """An endpoint factory whose connections are made at once and never hear from the server
-    (a black hole: TCP connects, nothing answers)."""
+    """An endpoint factory whose connections are made at once and, after the server's SETTINGS
+    (``greet``), never hear from the server again (a member that falls silent); without
+    ``greet``, not even those (a black hole: TCP connects, nothing answers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, greet: bool = True) -> None:
         self.attempts: List[str] = []
         self.protocols: List[Any] = []
+        self.greet = greet
 
     def __call__(self, reactor: Any, endpoint: Endpoint) -> Any:
         outer = self
@@ -35,6 +38,8 @@ class Silent:
                 transport = StringTransportWithDisconnection()
                 transport.protocol = protocol
                 protocol.makeConnection(transport)
+                if outer.greet:
+                    protocol.dataReceived(frame(SETTINGS, 0, 0, b""))
                 outer.protocols.append(protocol)
                 return succeed(protocol)
 
@@ -65,6 +70,7 @@ def test_a_call_made_as_the_silent_connection_dies_goes_to_another_member() -> N
     again: List[Any] = []
     put(channel, first).addCallback(lambda _: put(channel, again))
     assert silent.attempts == ["http://a:1"]
+    clock.advance(5)  # the server's SETTINGS were heard in this interval: no PING yet
     clock.advance(5)  # silence: a PING
     clock.advance(1)  # unanswered: the connection is dropped
     assert isinstance(first[0].value, OutcomeUnknown)
@@ -74,6 +80,35 @@ def test_a_call_made_as_the_silent_connection_dies_goes_to_another_member() -> N
     assert again == []  # sent on the connection to b
     channel.close()
     assert isinstance(again[0].value, Exception)
+
+
+def test_a_member_that_accepts_and_never_answers_is_passed_over_before_anything_is_sent() -> None:
+    """A connection is ready only once the server's SETTINGS arrive: a member that accepts TCP
+    and says nothing is given up at the connect timeout, and the write goes to the next member,
+    never sent to the silent one (so it is not OutcomeUnknown)."""
+    clock = task.Clock()
+    silent = Silent(greet=False)
+    channel = Channel(
+        ["http://a:1", "http://b:2"],
+        clock,
+        endpoint_factory=silent,
+        clock=clock,
+        connect_timeout=2,
+        keepalive_interval=None,
+    )
+    out: List[Any] = []
+    put(channel, out)
+    assert silent.attempts == ["http://a:1"]
+    assert b"etcdserverpb" not in silent.protocols[0].transport.value()  # the preface only
+    clock.advance(2)
+    assert silent.attempts == ["http://a:1", "http://b:2"]
+    assert "connect timed out after 2 s" in channel.endpoints[0].last_error
+    silent.protocols[1].dataReceived(frame(SETTINGS, 0, 0, b""))  # b answers: the put goes there
+    assert b"etcdserverpb.KV/Put" in silent.protocols[1].transport.value()
+    assert out == []
+    assert b"etcdserverpb" not in silent.protocols[0].transport.value()
+    channel.close()
+    assert "http://b:2" in str(out[0].value)  # in flight there when the client closed
 
 
 # -- the gateway: HTTP/1.1 has no PING, a silent member shows only by a call's deadline --------

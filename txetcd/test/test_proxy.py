@@ -32,7 +32,6 @@ from txetcd.test.helpers import (
     reactor,
     settle,
     sleep,
-    until,
     until_advancing,
     within,
 )
@@ -493,17 +492,18 @@ async def test_etcd_blackhole_detected_by_keepalive(
         keepalive_timeout=1,
     )
     try:
+        # a healthy connection first (a connection is used only once the server's SETTINGS
+        # came: one that is silent from the start is given up at the connect timeout instead)
+        assert (await within(client.get(etcd_prefix + b"k"))).value == b"v"
+        conn = grpc_channel(client).connection
+        assert conn is not None
         proxy.blackhole()
         get = client.get(etcd_prefix + b"k")
         put = client.put(etcd_prefix + b"w", b"lost")
-        await within(proxy.wait_for_connections(1))
-        await until(lambda: grpc_channel(client).connection is not None)
-        conn = grpc_channel(client).connection
-        await until(lambda: conn is not None and conn.transport is not None, what="connected")
-        assert conn is not None
         await sleep(0.2)
         assert not get.called and not put.called  # silence; no deadline of the calls' own
         proxy.restore()  # the next connection is forwarded; this one stays silent
+        clock.advance(5)  # the first interval: the server was heard in it, no PING
         clock.advance(5)  # a keepalive interval of silence: a PING goes out
         clock.advance(0.999)
         assert conn.lost is None and not get.called
@@ -540,11 +540,12 @@ async def test_etcd_blackhole_hold_heals_in_place(
 async def test_etcd_refused(proxy: TCPProxy, client: Client, etcd_prefix: bytes) -> None:
     await client.put(etcd_prefix + b"k", b"v")
     proxy.reset()
-    await proxy.refuse()  # accept and close: the request went out, the client cannot know
+    await proxy.refuse()  # accept and close before etcd's SETTINGS: nothing was sent
     with pytest.raises(ConnectionFailed):
         await within(client.get(etcd_prefix + b"k"))
-    with pytest.raises(OutcomeUnknown):
+    with pytest.raises(ConnectionFailed) as failed:
         await within(client.put(etcd_prefix + b"k", b"w"))
+    assert not isinstance(failed.value, OutcomeUnknown)  # a connection is used only once ready
     await proxy.refuse(how="unlisten")  # connection refused: nothing was sent
     with pytest.raises(ConnectionFailed):
         await within(client.get(etcd_prefix + b"k"))
