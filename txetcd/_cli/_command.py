@@ -284,7 +284,12 @@ class Context:
         """A :class:`txetcd.Client` for the global flags (the same one on every call); the
         framework closes it when the verb is done."""
         if self._client is None:
-            self._client = await _flags.connect(self.connection(), self.reactor)
+            connection = self.connection()
+            try:
+                self._client = await _flags.connect(connection, self.reactor)
+            except (OSError, ValueError, TypeError) as e:
+                # TLS files that cannot be read or do not match: etcdctl's newClientCfg error
+                raise CommandError(EXIT_BAD_ARGS, str(e)) from e
         return self._client
 
     async def close(self) -> None:
@@ -508,18 +513,20 @@ def group_help(words: Tuple[str, ...], members: Sequence[Verb]) -> str:
 
 
 def _flag_lines(flags: Sequence[Union[Flag, Option]]) -> List[str]:
-    lines = []
+    """One aligned line per flag: ``-w, --write-out="simple"   help ($ETCDCTL_WRITE_OUT)``."""
+    rows = []
     for flag in flags:
         short = f"-{flag.short}, " if flag.short else "    "
         if isinstance(flag, Flag):
-            shown = f"[={flag.default}]" if flag.boolean else f"={flag.default!r}"
-            env = f" (${flag.env})"
+            boolean, default, env = flag.boolean, flag.default, f" (${flag.env})"
         else:
-            default = "false" if flag.kind == "bool" else flag.default
-            shown = f"[={default}]" if flag.kind == "bool" else f"={default!r}"
-            env = ""
-        lines.append(f"  {short}--{flag.name}{shown}\t{flag.help}{env}")
-    return lines
+            boolean, env = flag.kind == "bool", ""
+            default = "false" if boolean else str(flag.default)
+        plain = re.fullmatch(r"-?[0-9][0-9a-z.]*", default)  # numbers, durations
+        shown = f"[={default}]" if boolean else f"={default}" if plain else f'="{default}"'
+        rows.append((f"  {short}--{flag.name}{shown}", f"{flag.help}{env}"))
+    width = max((len(left) for left, _ in rows), default=0)
+    return [f"{left:<{width}}  {right}" for left, right in rows]
 
 
 def fail(stderr: IO[bytes], error: Union[CommandError, FlagError, str]) -> None:

@@ -14,10 +14,16 @@ from typing import IO, Any, Callable, List, Mapping, Optional
 from twisted.internet.defer import ensureDeferred
 
 from txetcd._cli import _command as command
-from txetcd._cli._exit import EXIT_BAD_FEATURE, EXIT_ERROR, EXIT_SUCCESS, CommandError
+from txetcd._cli._exit import (
+    EXIT_BAD_CONNECTION,
+    EXIT_BAD_FEATURE,
+    EXIT_ERROR,
+    EXIT_SUCCESS,
+    CommandError,
+)
 from txetcd._cli._flags import FlagError
 from txetcd._cli._printer import Output
-from txetcd._errors import EtcdError, Timeout
+from txetcd._errors import AuthFailed, EtcdError, Timeout
 
 __all__ = ["main", "run"]
 
@@ -81,6 +87,10 @@ async def run(
     except FlagError as e:
         command.fail(stderr, e)
         return EXIT_ERROR
+    except AuthFailed as e:
+        # etcdctl logs in when it makes its client, and a client it cannot make is exit 2
+        command.fail(stderr, str(e))
+        return EXIT_BAD_CONNECTION
     except Timeout:
         command.fail(stderr, "context deadline exceeded")
         return EXIT_ERROR

@@ -407,3 +407,69 @@ async def test_watch_ended_by_etcd(cli_etcd: EtcdServer) -> None:
             b"Error: watch is canceled by the server\n",
         )
     )
+
+
+# -- TLS and auth ------------------------------------------------------------------------------
+
+SECURE_CASES = [
+    ("tls", Case("--cacert={ca} get cli/a -w json")),
+    ("tls", Case("--cacert={ca} --cert={cert} --key={key} put cli/s v")),
+    # (etcdctl 3.5.1 needs --insecure-transport=false too: https:// alone dials in clear)
+    ("tls", Case("--insecure-transport=false --insecure-skip-tls-verify get cli/ --prefix")),
+    ("tls", Case("--cacert={ca} --cert={cert} get cli/a", err=False)),  # a cert without its key
+    ("tls", Case("--cacert=/nonexistent get cli/a", err=False)),
+    ("auth", Case("--user=root:{pw} get cli/a -w json")),
+    ("auth", Case("--user=root --password={pw} put cli/a v --prev-kv")),
+    ("auth", Case("--user=root:wrong get cli/a")),
+    ("auth", Case("get cli/a")),
+    ("auth", Case("--user=cli-nobody:pw get cli/a")),
+    ("auth", Case("--user=cli-nobody:pw put cli/a v")),
+]
+
+
+@pytest.fixture
+def secure_servers(etcd_tls_server: EtcdServer, etcd_auth_server: EtcdServer) -> Dict[str, Any]:
+    return {"tls": etcd_tls_server, "auth": etcd_auth_server}
+
+
+async def _nobody(client: Client) -> None:
+    """A user with no role on the auth server (every key is denied to it)."""
+    from txetcd import UserExists
+
+    try:
+        await client.user_add("cli-nobody", "pw")
+    except UserExists:
+        pass
+
+
+@pytest.mark.parametrize(
+    "kind, case", SECURE_CASES, ids=[f"{k}: {c.line}" for k, c in SECURE_CASES]
+)
+@pytest_twisted.ensureDeferred
+async def test_secure_like_etcdctl(kind: str, case: Case, secure_servers: Dict[str, Any]) -> None:
+    server = secure_servers[kind]
+    values = {
+        "ca": server.ca_cert or "",
+        "cert": server.client_cert or "",
+        "key": server.client_key or "",
+        "pw": server.root_password or "",
+    }
+    line = re.sub(r"\{(ca|cert|key|pw)\}", lambda m: values[m.group(1)], case.line)
+    argv = [f"--endpoints={server.endpoint}", "--command-timeout=2s", *shlex.split(line)]
+    results = []
+    async with Client(server.endpoint, reactor=reactor(), **server.client_options()) as client:
+        if kind == "auth":
+            await _nobody(client)
+        for runner in ("etcdctl", "txetcd"):
+            base = (await _reset(client))[0]
+            if runner == "etcdctl":
+                code, out, err = _etcdctl(argv, b"", {})
+            else:
+                code, out, err = await _txetcd(argv, b"", {})
+            results.append((code, _normalise(out, base), _error_line(err)))
+    (code_e, out_e, error_e), (code_t, out_t, error_t) = results
+    assert code_t == code_e, (error_e, error_t)
+    assert out_t == out_e
+    assert (error_t is None) == (error_e is None), (error_e, error_t)
+    if case.err:
+        assert error_t == error_e
