@@ -343,6 +343,7 @@ class Channel:
             return
         self._endpoint_index = self.endpoints.index(endpoint)
         factory = Factory.forProtocol(lambda: self._make_protocol(endpoint))
+        factory.noisy = False  # no "Starting factory" log line per connection
         connecting: Deferred[Any] = self.endpoint_factory(self.reactor, endpoint).connect(factory)
         # Connected means ready for streams: over TLS, after the handshake and ALPN h2.
         d = connecting.addCallback(_when_ready)

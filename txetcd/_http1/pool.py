@@ -275,6 +275,7 @@ class PoolClient:
     def _connect(self, host: _Host, exclusive: Optional[_Exchange]) -> None:
         key = host.key
         factory = Factory.forProtocol(lambda: _Connection(self, key, exclusive is not None))
+        factory.noisy = False  # no "Starting factory" log line per connection
         d = self.endpoint_factory(self.reactor, *key).connect(factory)
         d.addTimeout(self.connect_timeout, self.clock)
         self._connects.add(d)

@@ -282,3 +282,23 @@ async def test_watches_run_on_the_given_clock(silent_url: str) -> None:
     assert client._watch_hub is not None and client._watch_hub.clock is clock
     watch.cancel()
     await client.close()
+
+
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+@pytest_twisted.ensureDeferred
+async def test_connections_are_not_logged_one_line_each(
+    etcd_server: EtcdServer, transport: Any
+) -> None:
+    """A service's log is not filled with Twisted's "Starting factory" line per connection."""
+    from twisted.internet import reactor
+    from twisted.logger import globalLogPublisher
+
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        client = Client(etcd_server.endpoint, reactor=reactor, transport=transport)
+        await client.get(b"k")
+        await client.close()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert not [e for e in events if "factory" in str(e.get("log_format", ""))]
