@@ -331,7 +331,8 @@ class _KeepAliveHub:
                 self._break(ProtocolViolation(f"keepalive stream closed: {e}"), cancel=True)
             else:
                 kept.sent.append(kept.last_attempt)
-        kept.arm()
+        if self.leases.get(kept.id) is kept:  # an answer within the send may have dropped it
+            kept.arm()
 
     def retry(self, kept: _Kept) -> None:
         """A refresh went unanswered: send it again, or reopen a stream that went silent."""

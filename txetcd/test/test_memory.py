@@ -253,3 +253,22 @@ def test_contended_lock_hands_over_while_a_watcher_writes(memory_etcd: MemoryEtc
     assert result(acquired) is waiter and waiter.locked
     result(waiter.release())
     assert result(client.get_prefix(b"job/")).count == 0
+
+
+def test_a_lease_found_gone_by_its_refresh_is_not_refreshed_again(
+    memory_etcd: MemoryEtcd,
+) -> None:
+    """An answer that comes within the send (as MemoryEtcd's do) saying the lease is gone drops
+    it; the refresh timer must not be armed again for it afterwards."""
+    client = memory_etcd.client()
+    clock = memory_etcd.clock
+    lease = result(client.grant(6))
+    kept = client.keepalive(lease.id, ttl=6)
+    lost: List[Any] = []
+    kept.lost.addBoth(lost.append)
+    result(client.revoke(lease.id))
+    clock.advance(2)  # the next refresh is answered "gone": lost, and nothing more for it
+    assert lost and isinstance(lost[0], LeaseExpired)
+    assert clock.getDelayedCalls() == []  # no refresh timer left for the dropped lease
+    result(client.close())
+    memory_etcd.close()
