@@ -13,6 +13,7 @@ import unicodedata
 from typing import IO, Any, List, NoReturn, Optional, Sequence, Union
 
 from txetcd._cli import _printer_json as pj
+from txetcd._cli import _printer_pb as pb
 from txetcd._cli._exit import EXIT_BAD_FEATURE, CommandError
 from txetcd._types import (
     DeleteResult,
@@ -218,6 +219,8 @@ def show_get(out: Output, result: RangeResult) -> None:
             _fields_kv(out, kv)
         out.line(f'"More" : {_go_bool(result.more)}')
         out.line(f'"Count" : {result.count}')
+    elif out.format == "protobuf":
+        out.write(pb.answer_bytes(result))
     else:
         out.unsupported()
 
@@ -234,6 +237,8 @@ def show_put(out: Output, result: PutResult) -> None:
         _fields_header(out, result.header)
         if result.prev_kv is not None:
             _fields_kv(out, result.prev_kv, "Prev")
+    elif out.format == "protobuf":
+        out.write(pb.answer_bytes(result))
     else:
         out.unsupported()
 
@@ -251,6 +256,8 @@ def show_delete(out: Output, result: DeleteResult) -> None:
         out.line(f'"Deleted" : {result.deleted}')
         for kv in result.prev_kvs:
             _fields_kv(out, kv, "Prev")
+    elif out.format == "protobuf":
+        out.write(pb.answer_bytes(result))
     else:
         out.unsupported()
 
@@ -269,6 +276,8 @@ def show_txn(out: Output, result: TxnResult) -> None:
         out.line(f'"Succeeded" : {_go_bool(result.succeeded)}')
         for response in result.responses:
             _show_op(out, response)
+    elif out.format == "protobuf":
+        out.write(pb.answer_bytes(result))
     else:
         out.unsupported()
 
@@ -302,6 +311,8 @@ def show_watch(out: Output, header: ResponseHeader, batches: Sequence[WatchBatch
             if event.prev_kv is not None:
                 _fields_kv(out, event.prev_kv, "Prev")
             _fields_kv(out, event.kv)
+    elif out.format == "protobuf":
+        out.write(pb.watch_bytes(header, events))
     else:
         out.unsupported()
 

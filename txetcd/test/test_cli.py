@@ -335,6 +335,7 @@ WATCHES = [
     ("json", ["cliw/", "--prefix", "-w", "json"], 1),
     ("fields", ["cliw/", "--prefix", "-w", "fields", "--prev-kv"], 4 + 6 * 7 + 2 * 6),
     ("range hex", ["cliw/a", "cliw/c", "--hex"], 5 * 3),
+    ("protobuf", ["cliw/", "--prefix", "--prev-kv", "-w", "protobuf"], 0),
     ("exec", ["cliw/", "--prefix", "--", *_EXEC], 6 * 3 + 6),
 ]
 
@@ -373,8 +374,12 @@ async def test_watch_like_etcdctl(flags: List[str], lines: int, cli_etcd: EtcdSe
             return _lines(out_file.read())
 
         try:
-            await until(lambda: _lines(out.getvalue()) >= lines, timeout=20, what="txetcd")
-            await until(lambda: etcdctl_lines() >= lines, timeout=20, what="etcdctl")
+            if lines:
+                await until(lambda: _lines(out.getvalue()) >= lines, timeout=20, what="txetcd")
+                await until(lambda: etcdctl_lines() >= lines, timeout=20, what="etcdctl")
+            else:  # protobuf: no lines; wait for the same bytes
+                await until(lambda: out.getvalue(), timeout=20, what="txetcd")
+                await until(lambda: etcdctl_lines() or out_file.tell(), timeout=20, what="etcdctl")
             await sleep(0.2)  # nothing more comes
         finally:
             running.cancel()
@@ -384,7 +389,7 @@ async def test_watch_like_etcdctl(flags: List[str], lines: int, cli_etcd: EtcdSe
             await running
         out_file.seek(0)
         assert out.getvalue() == out_file.read()
-        assert _lines(out.getvalue()) == lines
+        assert _lines(out.getvalue()) == lines or not lines
         assert err.getvalue() == b""
 
 
@@ -473,3 +478,23 @@ async def test_secure_like_etcdctl(kind: str, case: Case, secure_servers: Dict[s
     assert (error_t is None) == (error_e is None), (error_e, error_t)
     if case.err:
         assert error_t == error_e
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "get cli/a -w protobuf",
+        "get cli/ --prefix -w protobuf",
+        "get cli/ --prefix --keys-only --limit=2 -w protobuf",
+        "get cli/nothing -w protobuf",
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_protobuf_like_etcdctl(line: str, cli_etcd: EtcdServer) -> None:
+    """Reads, from one state: the same bytes (protobuf's wire format, no newline)."""
+    async with Client(cli_etcd.endpoint, reactor=reactor(), timeout=10) as client:
+        await _reset(client)
+    argv = [f"--endpoints={cli_etcd.endpoint}", *shlex.split(line)]
+    expected = _etcdctl(argv, b"", {})
+    assert expected[0] == 0 and expected[1]
+    assert await _txetcd(argv, b"", {}) == expected
