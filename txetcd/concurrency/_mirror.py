@@ -123,7 +123,8 @@ class Mirror(Mapping[bytes, bytes]):
 
     @property
     def done(self) -> "Deferred[None]":
-        """Fires with ``None`` on :meth:`close`; fails with what ended the mirror otherwise
+        """Fires with ``None`` on :meth:`close` or when its client is closed (the mirror stops
+        following: :attr:`closed` is true); fails with what ended the mirror otherwise
         (an ``on_change`` that raised, a watch refused by etcd, etcd out of reach at start).
         """
         self._observe()
@@ -237,7 +238,9 @@ class Mirror(Mapping[bytes, bytes]):
         )
         self._watch = watch
         watch.created.addCallbacks(self._watching, _ignore)  # its failure comes through done
-        watch.done.addErrback(self._watch_failed, watch)
+        watch.done.addCallbacks(
+            self._watch_ended, self._watch_failed, callbackArgs=(watch,), errbackArgs=(watch,)
+        )
 
     def _watching(self, _: int) -> None:
         if self.closed or self._ready.fired:
@@ -264,6 +267,14 @@ class Mirror(Mapping[bytes, bytes]):
     def _report(self, change: MirrorChange) -> None:
         if self.on_change is not None:
             self.on_change(change)  # an exception here ends the watch, and so the mirror
+
+    def _watch_ended(self, _: None, watch: "Watch") -> None:
+        """The watch ended cleanly without the mirror cancelling it: its client was closed.
+        The mirror ends too (as by :meth:`close`), rather than sit stale."""
+        if self.closed or watch is not self._watch:
+            return
+        self.log.info("mirror of {prefix!r}: its client was closed", prefix=self.prefix)
+        self.close()
 
     def _watch_failed(self, failure: Failure, watch: "Watch") -> None:
         if self.closed or watch is not self._watch:

@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet import task
 
 from txetcd import Client, Mirror, MirrorChange
-from txetcd.test.helpers import grpc_channel, watching_again
+from txetcd.test.helpers import grpc_channel, watching_again, within
 from txetcd.testing import EtcdServer
 
 
@@ -142,3 +142,19 @@ async def test_mirror_of_an_unreachable_etcd_fails_ready() -> None:
     finally:
         await client.close()
     assert txetcd_timers(reactor()) == []
+
+
+@pytest.mark.parametrize("transport", ["grpc", "gateway"])
+@pytest_twisted.ensureDeferred
+async def test_a_mirror_whose_client_is_closed_ends_instead_of_going_stale(
+    etcd_server: EtcdServer, transport: Any
+) -> None:
+    from twisted.internet import reactor
+
+    client = Client(etcd_server.endpoint, reactor=reactor, transport=transport)
+    mirror = Mirror(client, b"mirror-closed-client/")
+    await mirror.ready
+    assert not mirror.closed
+    await client.close()
+    await within(mirror.done, 10)  # fires (cleanly) once the client's close ended its watch
+    assert mirror.closed
