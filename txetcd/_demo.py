@@ -18,6 +18,9 @@ from txetcd._errors import EtcdError, RevisionCompacted
 from txetcd._grpc.channel import Channel
 from txetcd._txn import CreateRevision, Get, Put, Value
 from txetcd._types import KeyValue, PutResult, RangeResult
+from txetcd.concurrency._election import Election
+from txetcd.concurrency._lock import Lock
+from txetcd.concurrency._mirror import Mirror, MirrorChange
 from txetcd.concurrency._session import Session
 
 if TYPE_CHECKING:
@@ -119,6 +122,70 @@ async def tour(client: Client, say: Callable[[str], None]) -> None:
         say(f"{what:<40}-> TTL {ttl} s; demo/presence/me is on it")
     gone = (await client.get(b"demo/presence/me")).kvs == ()
     say(f"{'session closed':<40}-> lease revoked, key gone: {gone}")
+
+    await _coordination(client, say)
+
+
+async def _coordination(client: Client, say: Callable[[str], None]) -> None:
+    """A mirrored prefix, a lock whose holder's writes are fenced, an election hand-over."""
+    changes: List[str] = []
+
+    def noted(change: MirrorChange) -> None:
+        value = "(deleted)" if change.new is None else repr(change.new.value.decode())
+        changes.append(f"{change.key.decode()} -> {value}")
+
+    mirror = Mirror(client, b"demo/mirror/", on_change=noted)
+    await mirror.ready
+    await client.put(b"demo/mirror/colour", b"blue")
+    await client.put(b"demo/mirror/size", b"10")
+    await client.delete(b"demo/mirror/colour")
+    for _ in range(100):
+        if len(changes) >= 3:
+            break
+        await _sleep(client, 0.02)
+    local = ", ".join(f"{k.decode()}={v.decode()}" for k, v in mirror.items())
+    say(f"{'mirror of demo/mirror/':<40}-> {'; '.join(changes)}; local copy: {local}")
+    mirror.close()
+
+    # Two workers, one lock: the first holder's lease runs out while it stalls; its write,
+    # fenced by is_owner(), is refused once the second one holds the lock.
+    async with Session(client, ttl=5) as first, Session(client, ttl=5) as second:
+        a, b = Lock(first, b"demo/lock/job"), Lock(second, b"demo/lock/job")
+        await a.acquire()
+        say(f"{'lock demo/lock/job':<40}-> held by a (fencing token {a.revision})")
+        waiting = b.acquire()
+        fence = a.is_owner()
+        await client.revoke(first.lease_id or 0)  # a stalls past its lease: the lock is free
+        await waiting
+        late = await client.txn([fence], [Put(b"demo/lock/output", b"from a")])
+        mine = await client.txn([b.is_owner()], [Put(b"demo/lock/output", b"from b")])
+        say(
+            f"{'  a stalled, b took the lock':<40}-> a's fenced write applied: {late.succeeded}; "
+            f"b's: {mine.succeeded} (token {b.revision})"
+        )
+        await b.release()
+
+        # An election: the leader resigns and the next candidate takes over.
+        one = Election(second, b"demo/leader")
+        await one.campaign(b"node-1")
+        observed: List[str] = []
+        observer = one.observe(lambda kv: observed.append(kv.value.decode()))
+        async with Session(client, ttl=5) as third:
+            two = Election(third, b"demo/leader")
+            campaigning = two.campaign(b"node-2")
+            await _sleep(client, 0.05)
+            await one.resign()
+            await campaigning
+            for _ in range(100):
+                if observed[-1:] == ["node-2"]:
+                    break
+                await _sleep(client, 0.02)
+            leader = (await two.leader()).value.decode()
+            say(f"{'election demo/leader':<40}-> node-1 resigned; leader now {leader!r}")
+            say(f"{'  observed leaders':<40}-> {', '.join(observed)}")
+            observer.cancel()
+            await two.resign()
+    await client.delete_prefix(b"demo/")
 
 
 def _sleep(client: Client, seconds: float) -> "Deferred[None]":

@@ -35,6 +35,15 @@ def test_demo_command_runs_its_own_etcd() -> None:
     assert "PUT demo/live/a=1@" in text and "PUT demo/live/a=2@" in text
     assert "DELETE demo/live/a=@" in text and text.count("demo/live/a=2@") == 1
     assert "lease revoked, key gone: True" in text
+    # a mirrored prefix, a fenced write refused after the lock changed hands, an election hand-over
+    assert (
+        "demo/mirror/colour -> 'blue'; demo/mirror/size -> '10'; demo/mirror/colour -> (deleted);"
+        " local copy: demo/mirror/size=10" in text
+    )
+    assert "a's fenced write applied: False; b's: True" in text
+    assert "node-1 resigned; leader now 'node-2'" in text
+    assert "observed leaders                      -> node-1, node-2" in text
+    assert "Traceback" not in out.stderr and "Unhandled" not in out.stderr
     assert "etcd stopped and its data removed" in text
 
 
