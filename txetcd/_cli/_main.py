@@ -31,6 +31,9 @@ __all__ = ["main", "run"]
 #: shell reports a process killed by SIGINT
 EXIT_SIGNALLED = 130
 
+#: the exit code when stdout is closed under us, as a shell reports a death by SIGPIPE
+EXIT_BROKEN_PIPE = 141
+
 _FORMATS = ("simple", "json", "fields", "table", "protobuf")
 
 
@@ -97,6 +100,9 @@ async def run(
     except EtcdError as e:
         command.fail(stderr, str(e) or type(e).__name__)
         return EXIT_ERROR
+    except BrokenPipeError:
+        # `txetcd get --prefix "" | head`: quietly, as a Go program dies of its SIGPIPE
+        return EXIT_BROKEN_PIPE
     except (OSError, ValueError, TypeError) as e:
         # a bad file name for --cacert, a value the client refuses: the user's, not a bug
         if isinstance(e, OSError) or _from_arguments(e):
@@ -181,8 +187,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         stdout.flush()
         sys.stdout.flush()
-    except BrokenPipeError:  # `txetcd get --prefix "" | head`: as quiet as etcdctl
-        pass
+    except BrokenPipeError:
+        result["code"] = EXIT_BROKEN_PIPE
+    if result["code"] == EXIT_BROKEN_PIPE:  # nothing more may reach the closed pipe at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     sys.exit(result["code"])
 
 
@@ -199,4 +208,4 @@ async def _guarded(
             environ=os.environ,
         )
     except BrokenPipeError:
-        return EXIT_ERROR
+        return EXIT_BROKEN_PIPE
