@@ -170,9 +170,13 @@ def _decimal(value: int, unit: int) -> str:
 def go_error(error: BaseException) -> str:
     """What etcdctl prints for a failed call: etcd's own message for the errors clientv3 knows
     (``etcdserver: ...``), grpc-go's ``rpc error: code = ... desc = ...`` for the others, and
-    ``context deadline exceeded`` for a call that ran out of time."""
-    if isinstance(error, (Timeout, ConnectionFailed)):
+    ``context deadline exceeded`` for a call that ran out of time. A member that could not be
+    reached is said so (``could not connect to etcd: ...``), as everywhere in the CLI, where
+    etcdctl waits for its deadline."""
+    if isinstance(error, Timeout):
         return "context deadline exceeded"
+    if isinstance(error, ConnectionFailed):
+        return str(error)
     if isinstance(error, EtcdError):
         message = error.message or type(error).__name__
         code = error.code

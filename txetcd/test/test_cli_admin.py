@@ -326,7 +326,9 @@ async def test_one_endpoint_down_as_etcdctl(server: EtcdServer, client: Client) 
         run.global_args = down
         await script(run)
 
-    await side_by_side(server, with_dead, TOOK, *STATUS_NUMBERS)
+    # etcdctl waits for its deadline; txetcd says it could not connect
+    unreachable = (rb'context deadline exceeded|could not connect to etcd: [^\n)"]*', b"<down>")
+    await side_by_side(server, with_dead, TOOK, unreachable, *STATUS_NUMBERS)
 
 
 @pytest_twisted.ensureDeferred
@@ -603,10 +605,12 @@ def test_go_sizes_durations_and_integers() -> None:
 
 
 def test_go_errors() -> None:
-    from txetcd import PermissionDenied, Timeout
+    from txetcd import ConnectionFailed, PermissionDenied, Timeout
     from txetcd._errors import EtcdError
 
     assert go_error(Timeout("slow")) == "context deadline exceeded"
+    refused = "could not connect to etcd: http://127.0.0.1:1: Connection refused"
+    assert go_error(ConnectionFailed(refused)) == refused
     denied = PermissionDenied("etcdserver: permission denied", code=7)
     assert go_error(denied) == "etcdserver: permission denied"
     raw = EtcdError("auth: permission denied", code=2)
