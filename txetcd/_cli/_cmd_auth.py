@@ -396,7 +396,7 @@ register(
     "user add",
     _user_add,
     summary="Adds a new user",
-    usage="<user name or user:password> [options]",
+    usage="<user name or user:password>",
     flags=[
         _INTERACTIVE,
         Str("new-user-password", "Supply password from the command line flag"),
@@ -408,7 +408,7 @@ register(
     "user get",
     _user_get,
     summary="Gets detailed information of a user",
-    usage="<user name> [options]",
+    usage="<user name>",
     flags=[Bool("detail", "Show permissions of roles granted to the user")],
 )
 register("user list", _user_list, summary="Lists all users")
@@ -416,7 +416,7 @@ register(
     "user passwd",
     _user_passwd,
     summary="Changes password of user",
-    usage="<user name> [options]",
+    usage="<user name>",
     flags=[_INTERACTIVE],
 )
 register(
@@ -439,7 +439,7 @@ register(
     "role grant-permission",
     _role_grant_permission,
     summary="Grants a key to a role",
-    usage="[options] <role name> <permission type> <key> [endkey]",
+    usage="<role name> <permission type> <key> [endkey]",
     flags=[
         Bool("prefix", "grant a prefix permission"),
         Bool(

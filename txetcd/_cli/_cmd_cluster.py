@@ -393,7 +393,7 @@ register(
     "member add",
     _member_add,
     summary="Adds a member into the cluster",
-    usage="<memberName> [options]",
+    usage="<memberName>",
     flags=[_PEER_URLS_ADD, Bool("learner", "indicates if the new member is raft learner")],
 )
 register(
@@ -406,7 +406,7 @@ register(
     "member update",
     _member_update,
     summary="Updates a member in the cluster",
-    usage="<memberID> [options]",
+    usage="<memberID>",
     flags=[Str("peer-urls", "comma separated peer URLs for the updated member.")],
 )
 register(

@@ -170,7 +170,7 @@ register(
     "lease timetolive",
     _time_to_live,
     summary="Get lease information",
-    usage="<leaseID> [options]",
+    usage="<leaseID>",
     flags=[Bool("keys", "Get keys attached to this lease")],
 )
 register(
@@ -182,7 +182,7 @@ register(
     "lease keep-alive",
     _keep_alive,
     summary="Keeps leases alive (renew)",
-    usage="[options] <leaseID>",
+    usage="<leaseID>",
     flags=[
         Bool(
             "once",
