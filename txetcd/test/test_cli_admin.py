@@ -30,7 +30,7 @@ from txetcd._keepalive import LeaseKeepAliveResult
 from txetcd._proto import rpc_pb2
 from txetcd._types import ResponseHeader
 from txetcd.test.helpers import CliRun, client_of, run_etcdctl, run_txetcd
-from txetcd.testing import EtcdServer
+from txetcd.testing import EtcdCluster, EtcdServer
 from txetcd.testing._server import free_port
 
 Tool = Callable[..., Awaitable[CliRun]]
@@ -385,6 +385,31 @@ async def test_member_changes_as_etcdctl(server: EtcdServer, client: Client) -> 
             await run("-w", w, "member", "remove", f"{new.id:x}")
 
     await side_by_side(server, script, *without_member(self_id, server.name.encode()))
+
+
+@pytest.mark.slow
+@pytest_twisted.ensureDeferred
+async def test_leadership_moved_as_etcdctl() -> None:
+    """Three members: etcdctl hands the leadership to a follower, txetcd hands it back."""
+    with EtcdCluster(3) as cluster:
+        host_ports = [f"127.0.0.1:{m.client_port}" for m in cluster.members]
+        everyone = ("--endpoints", ",".join(host_ports))
+        async with client_of(cluster.endpoints) as c:
+            statuses = [await c.status(url) for url in cluster.endpoints]
+        leader = next(s.member_id for s in statuses if s.is_leader)
+        follower, bystander = [s.member_id for s in statuses if not s.is_leader]
+        # the member that leads neither before nor after: alone, no endpoint given leads
+        alone = ("--endpoints", host_ports[[s.member_id for s in statuses].index(bystander)])
+        texts = []
+        for tool, was, to in ((run_etcdctl, leader, follower), (run_txetcd, follower, leader)):
+            moved = await tool(*everyone, "move-leader", f"{to:x}")
+            refused = await tool(*alone, "move-leader", f"{was:x}")
+            listed = await tool(*everyone, "-w", "json", "endpoint", "status")
+            text = moved.out + moved.err + refused.out + refused.err + b"rc=%d\n" % refused.code
+            text = text.replace(b"%x" % was, b"<was>").replace(b"%x" % to, b"<to>")
+            texts.append(text + re.sub(rb'"(\w+)":\d+', rb'"\1":N', listed.out))
+        assert texts[1] == texts[0]
+        assert b"Leadership transferred from <was> to <to>\n" in texts[0]
 
 
 @pytest_twisted.ensureDeferred
