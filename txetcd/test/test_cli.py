@@ -498,3 +498,39 @@ async def test_protobuf_like_etcdctl(line: str, cli_etcd: EtcdServer) -> None:
     expected = _etcdctl(argv, b"", {})
     assert expected[0] == 0 and expected[1]
     assert await _txetcd(argv, b"", {}) == expected
+
+
+# -- the console script itself -----------------------------------------------------------------
+
+
+def test_python_m_txetcd(cli_etcd: EtcdServer) -> None:
+    """``python -m txetcd`` in a process of its own: the exit codes of main(), and Ctrl-C
+    ending a watch with 130 after what it printed."""
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "txetcd", f"--endpoints={cli_etcd.endpoint}"]
+    done = subprocess.run([*command, "put", "cli/main", "v"], capture_output=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"OK\n", b"")
+    done = subprocess.run([*command, "get", "cli/main", "-w", "json"], capture_output=True)
+    revision = json.loads(done.stdout)["kvs"][0]["mod_revision"]
+    done = subprocess.run([*command, "get"], capture_output=True, timeout=60)
+    assert done.returncode == 128 and done.stderr.startswith(b"Error: get command needs")
+    watch = subprocess.Popen(
+        [*command, "watch", "cli/main", f"--rev={revision}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert watch.stdout is not None
+        lines = [watch.stdout.readline() for _ in range(3)]  # bounded by the test's timeout
+        assert lines == [b"PUT\n", b"cli/main\n", b"v\n"]
+        time.sleep(0.1)
+        watch.send_signal(signal.SIGINT)
+        out, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+    assert (watch.returncode, out, err) == (130, b"", b"")
