@@ -1,4 +1,4 @@
-"""``demo`` and ``mirror``: the verbs that are not etcd calls of their own."""
+"""``demo``, ``mirror`` and ``version``: the verbs that are not etcd calls of their own."""
 
 from __future__ import annotations
 
@@ -10,6 +10,14 @@ async def _demo(ctx: Context) -> None:
 
     ctx.out.flush()
     await _main(ctx.reactor, ctx.options.endpoint or None)
+
+
+async def _version(ctx: Context) -> None:
+    from txetcd._version import __version__
+
+    # as etcdctl's (which prints these two lines whatever -w says)
+    ctx.out.line(f"txetcd version: {__version__}")
+    ctx.out.line("API version: 3.5")
 
 
 async def _mirror(ctx: Context) -> int:
@@ -39,8 +47,14 @@ register(
 register(
     "mirror",
     _mirror,
-    summary="Mirrors a prefix of one etcd into another and keeps it in sync (etcd-mirror)",
+    summary="Keeps a directory in step with a prefix, in the foreground (as twistd etcd-mirror)",
     usage="[mirror options] (see txetcd mirror --help)",
     client=False,
     raw=True,
+)
+register(
+    "version",
+    _version,
+    summary="Prints the version of txetcd",
+    client=False,
 )

@@ -780,3 +780,18 @@ def _reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+@pytest_twisted.ensureDeferred
+async def test_version_is_shaped_as_etcdctls() -> None:
+    """``version`` needs no etcd and prints etcdctl's two lines (whatever -w says), with
+    txetcd's own version in the first."""
+    from txetcd._version import __version__
+
+    for args in (("version",), ("version", "-w", "json")):
+        ours, theirs = await run_txetcd(*args), await run_etcdctl(*args)
+        assert ours.code == theirs.code == 0
+        assert ours.out == f"txetcd version: {__version__}\nAPI version: 3.5\n".encode()
+        assert theirs.out.replace(b"etcdctl version: 3.5.1", b"") == ours.out.replace(
+            f"txetcd version: {__version__}".encode(), b""
+        )
