@@ -23,7 +23,8 @@ from txetcd._cli._exit import (
 )
 from txetcd._cli._flags import FlagError
 from txetcd._cli._printer import Output
-from txetcd._errors import AuthFailed, EtcdError, Timeout
+from txetcd._cli._printer_admin import go_error
+from txetcd._errors import AuthFailed, EtcdError
 
 __all__ = ["main", "run"]
 
@@ -94,11 +95,8 @@ async def run(
         # etcdctl logs in when it makes its client, and a client it cannot make is exit 2
         command.fail(stderr, str(e))
         return EXIT_BAD_CONNECTION
-    except Timeout:
-        command.fail(stderr, "context deadline exceeded")
-        return EXIT_ERROR
-    except EtcdError as e:
-        command.fail(stderr, str(e) or type(e).__name__)
+    except EtcdError as e:  # one text for a failed call, whatever the verb (Timeout included)
+        command.fail(stderr, go_error(e))
         return EXIT_ERROR
     except BrokenPipeError:
         # `txetcd get --prefix "" | head`: quietly, as a Go program dies of its SIGPIPE

@@ -130,7 +130,16 @@ async def test_async_with_closes_the_client(etcd_server: EtcdServer, etcd_prefix
 @pytest_twisted.ensureDeferred
 async def test_deadlines_run_on_the_given_clock(silent_url: str, transport: Any) -> None:
     clock = task.Clock()
-    client = Client(silent_url, reactor=reactor(), clock=clock, timeout=5, transport=transport)
+    # (the connect timeout, on the same clock, is set beyond the test: a silent server would
+    # otherwise fail the calls at connect_timeout, as a connection it never accepted)
+    client = Client(
+        silent_url,
+        reactor=reactor(),
+        clock=clock,
+        timeout=5,
+        connect_timeout=100_000,
+        transport=transport,
+    )
     assert client.clock is clock and client.reactor is reactor()
     d = client.get(b"k")
     no_deadline = client.get(b"k", timeout=0)
