@@ -6,7 +6,8 @@ Everything here uses the public :class:`txetcd.Client` API only.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Dict, Optional, TypeVar
+from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
@@ -23,6 +24,7 @@ from txetcd._errors import (
 from txetcd._retry import RESEND_BACKOFF
 from txetcd._signal import Signal
 from txetcd._types import EventType, WatchBatch
+from txetcd.concurrency._feed import View
 from txetcd.concurrency._session import Session
 
 __all__ = ["sleep", "resending", "owner_key", "wait_deleted", "session_lease", "Guard"]
@@ -63,25 +65,44 @@ async def resending(
             await sleep(clock, RESEND_BACKOFF(failures - 1))
 
 
-def _ignore_cancel(f: Failure) -> None:
-    f.trap(CancelledError)  # type: ignore[no-untyped-call]
-
-
 def owner_key(prefix: bytes, lease_id: int) -> bytes:
     """``prefix`` + the lease ID in lower-case hex: one session's key in a lock or election
     (etcd's lock service and Go's recipes name it the same way)."""
     return prefix + b"%x" % (lease_id & 0xFFFFFFFFFFFFFFFF)
 
 
+class _SessionLoss:
+    """The one subscription to a session's ``lost`` that every guard on the session shares, so
+    that a hold costs no Deferred of its own (nor the Failure of cancelling it)."""
+
+    def __init__(self, session: Session) -> None:
+        self.reason: Optional[LeaseLost] = None
+        self.guards: Dict[Guard, None] = {}
+        session.lost.addCallback(self._fire)
+
+    def _fire(self, reason: LeaseLost) -> None:
+        self.reason = reason
+        for guard in list(self.guards):
+            guard._lease_lost(reason)
+
+
+_losses: "WeakKeyDictionary[Session, _SessionLoss]" = WeakKeyDictionary()
+
+
+def _loss_of(session: Session) -> _SessionLoss:
+    loss = _losses.get(session)
+    if loss is None:
+        loss = _losses[session] = _SessionLoss(session)
+    return loss
+
+
 async def session_lease(session: Session) -> int:
     """The session's lease, once granted; :class:`SessionExpired` if it is lost already."""
-    await session.ready
-    lost = session.lost
-    if lost.called:
-        reason = await lost
+    if session.lease_id is None or session.keepalive is None:  # not ready, lost or closed
+        await session.ready
+    reason = _loss_of(session).reason
+    if reason is not None:
         raise SessionExpired(f"the session's lease was lost: {reason}", cause=reason)
-    lost.cancel()
-    lost.addErrback(_ignore_cancel)
     assert session.lease_id is not None
     return session.lease_id
 
@@ -114,23 +135,29 @@ def wait_deleted(client: Any, key: bytes, after: int) -> "Deferred[None]":
 
 class Guard:
     """Notices the loss of an owner key ``key`` (created at ``revision``) however it happens:
-    its delete (a watch on it), the session's ``lost``, or the lease's deadline passing on the
-    clock with no refresh answered (a stopped keepalive never reports). :attr:`lost` fires,
-    with a :class:`~txetcd.LockLost` as its result, at the first of these."""
+    the session's ``lost``, the lease's deadline passing on the clock with no refresh answered
+    (a stopped keepalive never reports), or the key's delete, seen through a queue
+    :class:`~txetcd.concurrency._feed.View` it follows (:meth:`follow`) or a watch on the key
+    (:meth:`watch_key`). :attr:`lost` fires, with a :class:`~txetcd.LockLost` as its result, at
+    the first of these."""
 
     def __init__(self, client: Any, session: Session, key: bytes, revision: int) -> None:
         self.key = key
         self.revision = revision
+        self._client = client
         self._clock = client.clock
         self._lost: Signal[LockLost] = Signal()
         self._stopped = False
-        self._deleted = wait_deleted(client, key, revision)
-        self._deleted.addCallbacks(lambda _: self._lose("its owner key was deleted"), self._broke)
-        self._session_lost = session.lost
-        self._session_lost.addCallbacks(self._lease_lost, _ignore_cancel)
+        self._deleted: Optional[Deferred[None]] = None
+        self._watch_timer: Any = None
+        self._view: Optional[View] = None
         self._handle = session.keepalive
         self._timer: Any = None
         self._arm()
+        self._loss = _loss_of(session)
+        self._loss.guards[self] = None
+        if self._loss.reason is not None:
+            self._lease_lost(self._loss.reason)
 
     @property
     def lost(self) -> "Deferred[LockLost]":
@@ -142,16 +169,47 @@ class Guard:
         """True once the key is known to be lost."""
         return self._lost.fired
 
+    def follow(self, view: View) -> None:
+        """See the key's delete through ``view`` (closed with the guard)."""
+        self._view = view
+        view.on_lost(self._view_lost)
+
+    def watch_key(self, delay: float) -> None:
+        """Watch the key for its delete, from the revision after its creation, once ``delay``
+        seconds have passed on the clock (0: now) if the guard is still running then: a key
+        held for less never costs a watch."""
+        if delay > 0:
+            self._watch_timer = self._clock.callLater(delay, self._watch_now)
+        else:
+            self._watch_now()
+
     def stop(self) -> None:
         """Stop watching (``lost`` will not fire any more)."""
         if self._stopped:
             return
         self._stopped = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._deleted.cancel()
-        self._session_lost.cancel()
+        for timer in (self._timer, self._watch_timer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._timer = self._watch_timer = None
+        if self._deleted is not None:
+            self._deleted.cancel()
+        if self._view is not None:
+            self._view.close()
+        self._loss.guards.pop(self, None)
+
+    def _watch_now(self) -> None:
+        self._watch_timer = None
+        if self._stopped:
+            return
+        self._deleted = wait_deleted(self._client, self.key, self.revision)
+        self._deleted.addCallbacks(lambda _: self._lose("its owner key was deleted"), self._broke)
+
+    def _view_lost(self, why: Optional[Failure]) -> None:
+        if why is None:
+            self._lose("its owner key was deleted")
+        else:
+            self._broke(why)
 
     def _arm(self) -> None:
         handle = self._handle

@@ -28,7 +28,9 @@ class Election:
         await election.proclaim(b"node-1 v2")   # only the leader may
         await election.resign()
 
-    Candidates are served in the order they campaigned; each waits only on the one just ahead.
+    Candidates are served in the order they campaigned; the candidates of one client share one
+    watch of the election's deletes, and a resignation hands leadership to the next with no
+    further request.
     The leader's key, ``name/<lease in hex>``, lives on the session's lease: if the session is
     lost, leadership goes with it (:attr:`lost` fires). :meth:`is_leader` is a compare that
     fences txns on leadership.
@@ -90,17 +92,23 @@ class Election:
         return d.addBoth(done)
 
     async def _campaign(self, value: bytes) -> "Election":
-        key, revision, created, _ = await enqueue(self.client, self.session, self.prefix, value)
+        entry, view = await enqueue(self.client, self.session, self.prefix, value)
+        key, revision = entry.key, entry.revision
         self.key, self.revision = key, revision
         guard = Guard(self.client, self.session, key, revision)
+        if view is not None:
+            guard.follow(view)
         try:
-            if not created:  # our key from before: make its value ours now
+            if not entry.created:  # our key from before: make its value ours now
                 await self._put_value(key, revision, value)
-            await wait_turn(self.client, self.session, guard, self.prefix)
+            if view is None and entry.first:
+                guard.watch_key(0)
+            else:
+                await wait_turn(self.client, guard, self.prefix, entry, view)
         except BaseException:
             guard.stop()
             self.key = self.revision = None
-            if created:
+            if entry.created:
                 await withdraw(self.client, key, revision)
             raise
         self._guard = guard

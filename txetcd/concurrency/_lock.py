@@ -20,6 +20,9 @@ __all__ = ["Lock"]
 
 T = TypeVar("T")
 
+#: seconds a lock taken at once is held before it watches its owner key for a delete
+WATCH_AFTER = 0.05
+
 
 class Lock:
     """A distributed lock named ``name`` held with ``session``'s lease; reads like Twisted's
@@ -29,12 +32,20 @@ class Lock:
         async with lock:
             await client.txn(compare=[lock.is_owner()], success=[Put(b"jobs/last", b"me")])
 
-    Waiters are served in the order they queued (their key's create revision); each watches
-    only the key just ahead of its own, so a release wakes one waiter. The owner key,
-    ``name/<lease in hex>``, lives on the session's lease: if the session is lost, so is the
-    lock (:attr:`lost` fires). Cancelling a pending :meth:`acquire` (or its timeout) removes
-    its key. :attr:`revision`, the owner key's create revision, increases with every new holder:
-    use it as a fencing token, or put :meth:`is_owner` in a txn's compares.
+    Waiters are served in the order they queued (their key's create revision); the waiters of
+    one client share one watch of the lock's deletes, and a release hands the lock to the next
+    waiter with no further request. The owner key, ``name/<lease in hex>``, lives on the
+    session's lease: if the session is lost, so is the lock (:attr:`lost` fires). Cancelling a
+    pending :meth:`acquire` (or its timeout) removes its key. :attr:`revision`, the owner key's
+    create revision, increases with every new holder: use it as a fencing token, or put
+    :meth:`is_owner` in a txn's compares.
+
+    A delete of the owner key is seen at once by a lock that waited for its turn (the shared
+    watch sees it); a lock taken at once watches its key only once it has been held for
+    ``watch_after`` seconds (0.05 by default; 0: at once), so that short holds cost no watch.
+    A shorter hold learns of such a loss from :meth:`release` (fenced: it fails with
+    :class:`~txetcd.LockLost`); the session's loss and the lease's deadline are noticed at
+    once either way.
 
     A Lock is not re-entrant: ``acquire()`` while it holds or is acquiring fails with
     :class:`~txetcd.LockHeld`. Two Lock objects of one session with the same name share one
@@ -45,9 +56,17 @@ class Lock:
     :ivar revision: the owner key's create revision (the fencing token), or ``None``.
     """
 
-    def __init__(self, session: Session, name: Union[bytes, str]) -> None:
+    def __init__(
+        self, session: Session, name: Union[bytes, str], *, watch_after: float = WATCH_AFTER
+    ) -> None:
         if not isinstance(session, Session):
             raise TypeError(f"session must be a txetcd.Session, not {type(session).__name__}")
+        if isinstance(watch_after, bool) or not isinstance(watch_after, (int, float)):
+            kind = type(watch_after).__name__
+            raise TypeError(f"watch_after must be a number of seconds, not {kind}")
+        if not 0 <= watch_after < float("inf"):
+            raise ValueError(f"watch_after must be >= 0 seconds, not {watch_after}")
+        self.watch_after = float(watch_after)
         self.session = session
         self.client: Any = session.client
         self.name = key_bytes(name, "name")
@@ -70,8 +89,9 @@ class Lock:
     @property
     def lost(self) -> "Deferred[LockLost]":
         """Fires, with a :class:`~txetcd.LockLost` as its result, if the lock is lost while
-        held (its key deleted, the session's lease lost or past its deadline); a release does
-        not fire it. A new Deferred on each access, for the current (or next) hold."""
+        held (its key deleted, the session's lease lost or past its deadline: see
+        ``watch_after``); a release does not fire it. A new Deferred on each access, for the
+        current (or next) hold."""
         return self._lost.wait()
 
     def is_owner(self) -> Compare:
@@ -118,22 +138,27 @@ class Lock:
         return result
 
     async def _acquire(self, wait: bool) -> Optional["Lock"]:
-        key, revision, created, owner = await enqueue(self.client, self.session, self.prefix, b"")
+        entry, view = await enqueue(self.client, self.session, self.prefix, b"")
+        key, revision = entry.key, entry.revision
         self.key, self.revision = key, revision
         guard = Guard(self.client, self.session, key, revision)
+        if view is not None:
+            guard.follow(view)
         try:
-            if owner is None or owner.create_revision != revision:
-                if not wait:
-                    guard.stop()
-                    if created:
-                        await withdraw(self.client, key, revision)
-                    self.key = self.revision = None
-                    return None
-                await wait_turn(self.client, self.session, guard, self.prefix)
+            if not entry.first and not wait:
+                guard.stop()
+                if entry.created:
+                    await withdraw(self.client, key, revision)
+                self.key = self.revision = None
+                return None
+            if view is None and entry.first:
+                guard.watch_key(self.watch_after)
+            else:
+                await wait_turn(self.client, guard, self.prefix, entry, view)
         except BaseException:
             guard.stop()
             self.key = self.revision = None
-            if created:
+            if entry.created:
                 await withdraw(self.client, key, revision)
             raise
         self._guard = guard
