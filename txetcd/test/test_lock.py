@@ -131,6 +131,29 @@ async def _count(client: Client, name: bytes, n: int) -> bool:
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_deleted_owner_key_is_noticed(etcd_client: Client, etcd_prefix: bytes) -> None:
+    name = etcd_prefix + b"l"
+    async with Session(etcd_client, ttl=10) as s1, Session(etcd_client, ttl=10) as s2:
+        first, second = Lock(s1, name), Lock(s2, name)
+        await first.acquire()  # taken at once: its key is watched after watch_after
+        waiting = second.acquire()
+        await until(lambda: _count(etcd_client, name, 2), what="the waiter's key")
+        lost = first.lost
+        assert first.key is not None
+        await etcd_client.delete(first.key)  # someone else deletes the holder's key
+        assert isinstance(await within(lost, 5), LockLost) and not first.locked
+        await within(waiting, 5)  # and the waiter's turn came with that delete
+        lost = second.lost
+        assert second.key is not None
+        await etcd_client.delete(second.key)  # seen at once by the watch it waited with
+        assert isinstance(await within(lost, 5), LockLost) and not second.locked
+        for lock in (first, second):
+            with pytest.raises(LockLost):
+                await lock.release()
+        assert await keys_under(etcd_client, name + b"/") == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_paused_holder_loses_the_lock(etcd_server: EtcdServer, etcd_prefix: bytes) -> None:
     name, data = etcd_prefix + b"l", etcd_prefix + b"data"
     async with client_of(etcd_server.endpoint) as c1, client_of(etcd_server.endpoint) as c2:
