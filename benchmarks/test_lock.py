@@ -235,3 +235,28 @@ def test_a_tiny_run_of_txetcd_rows(tmp_path: Any) -> None:
     assert txetcd_left == [0, 0]  # every session revoked its lease
     assert "lock: uncontended acquire+release" in md
     assert not any("keys left" in line for line in said)
+
+
+def test_each_row_runs_its_own_variant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The txetcd-service row must reach the worker as variant "service" (it measured txetcd's
+    Lock while the spec lost it)."""
+    from argparse import Namespace
+
+    from harness.rounds import Ready
+    from harness.workers import WorkerSpec
+
+    seen: list[Any] = []
+
+    def fake_run_worker(python: str, worker: str, spec: Any, **kw: Any) -> dict[str, Any]:
+        seen.append(spec)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(lock, "run_worker", fake_run_worker)
+    base = WorkerSpec(endpoint="http://127.0.0.1:1", op="cycle", seconds=0.1, warmup=0.0)
+    args = Namespace(warmup=0.0, seconds=0.1)
+    for name in (lock.TXETCD, lock.SERVICE_ROW):
+        try:
+            lock.one_run(Ready(lock.LOCK_CLIENTS[name], sys.executable), "cycle", 0, args, base)
+        except Exception:
+            pass
+    assert [s.variant for s in seen] == [None, "service"]

@@ -278,7 +278,12 @@ def count_keys(endpoint: str) -> int:
 
 def one_run(r: Ready, workload: str, rnd: int, args: argparse.Namespace, base: WorkerSpec) -> Run:
     """Run one client's workload in a fresh worker; then count and revoke the leases it left."""
-    spec = replace(base, op=workload, prefix=f"lockbench/{r.name}/{rnd}/{workload}")
+    spec = replace(
+        base,
+        op=workload,
+        prefix=f"lockbench/{r.name}/{rnd}/{workload}",
+        variant=r.client.variant,
+    )
     timeout = args.warmup + args.seconds + 90
     try:
         result = run_worker(r.python, r.client.worker, spec, timeout=timeout, tree=r.client.tree)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 import pytest
 import pytest_twisted
@@ -300,14 +300,15 @@ async def test_connections_are_not_logged_one_line_each(
 ) -> None:
     """A service's log is not filled with Twisted's "Starting factory" line per connection."""
     from twisted.internet import reactor
-    from twisted.logger import globalLogPublisher
+    from twisted.logger import ILogObserver, globalLogPublisher
 
-    events: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(events.append)
+    events: list[Any] = []
+    observer = cast(ILogObserver, events.append)
+    globalLogPublisher.addObserver(observer)
     try:
         client = Client(etcd_server.endpoint, reactor=reactor, transport=transport)
         await client.get(b"k")
         await client.close()
     finally:
-        globalLogPublisher.removeObserver(events.append)
+        globalLogPublisher.removeObserver(observer)
     assert not [e for e in events if "factory" in str(e.get("log_format", ""))]
