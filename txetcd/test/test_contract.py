@@ -1,4 +1,5 @@
-"""One contract for etcd's KV, txn, watch and lease behaviour, held by BOTH a real etcd 3.5 and
+"""One contract for etcd's KV, txn, watch and lease behaviour, and for the lock and election
+recipes on top, held by BOTH a real etcd 3.5 and
 :class:`txetcd.testing.MemoryEtcd`: every test runs once per backend (``[etcd]``, ``[memory]``).
 
 Only what the two must share is asserted: revisions relative to the test's own writes (a real
@@ -438,3 +439,94 @@ async def test_lease_expiry_deletes_keys_and_notifies(be: Backend) -> None:
     assert (await c.get_prefix(be.k("e"))).count == 0
     assert (await c.time_to_live(lease.id)).ttl == -1
     w.cancel()
+
+
+# -- lock and election (txetcd.concurrency on each backend) ------------------------------------
+
+
+async def _until(be: Backend, condition: Any, what: str) -> None:
+    for _ in range(300):
+        if condition():
+            return
+        await be.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_lock_excludes_hands_over_in_order_and_fences(be: Backend) -> None:
+    from txetcd.concurrency import Lock, Session
+
+    c = be.client
+    a, b, w = Session(c, ttl=10), Session(c, ttl=10), Session(c, ttl=10)
+    for s in (a, b, w):
+        await s.ready
+    try:
+        name = be.k("lock")
+        first, second, third = Lock(a, name), Lock(b, name), Lock(w, name)
+        await first.acquire()
+        waiting = second.acquire()
+        withdrawn = third.acquire()
+        for _ in range(300):  # the waiters' keys are made once their watch is set up
+            keys = await c.get_prefix(name + b"/")
+            if keys.count == 3:
+                break
+            await be.sleep(0.01)
+        assert keys.count == 3  # one key per contender, ordered by create revision
+        queue = sorted(keys, key=lambda kv: kv.create_revision)
+        assert [kv.lease for kv in queue] == [a.lease_id, b.lease_id, w.lease_id]
+        await be.sleep(0.05)
+        assert not waiting.called and not withdrawn.called
+        old_fence = first.is_owner()
+        ok = await c.txn([old_fence], [Put(be.k("guarded"), "first")])
+        assert ok.succeeded
+        withdrawn.cancel()  # a cancelled waiter leaves no key behind
+        await _until(be, lambda: withdrawn.called, "the cancel")
+        withdrawn.addErrback(lambda _: None)
+        await first.release()
+        await _until(be, lambda: waiting.called, "the hand-over")
+        assert second.locked and not first.locked
+        stale = await c.txn([old_fence], [Put(be.k("guarded"), "stale")])
+        fresh = await c.txn([second.is_owner()], [Put(be.k("guarded"), "second")])
+        assert not stale.succeeded and fresh.succeeded
+        assert (await c.get(be.k("guarded"))).value == b"second"
+        await second.release()
+        assert (await c.get_prefix(name + b"/")).count == 0
+    finally:
+        for s in (a, b, w):
+            await s.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_election_campaign_proclaim_observe_resign(be: Backend) -> None:
+    from txetcd.concurrency import Election, Session
+
+    c = be.client
+    a, b = Session(c, ttl=10), Session(c, ttl=10)
+    await a.ready
+    await b.ready
+    try:
+        name = be.k("election")
+        one, two = Election(a, name), Election(b, name)
+        await one.campaign(b"one")
+        assert (await one.leader()).value == b"one"
+        seen: List[bytes] = []
+        observer = two.observe(lambda kv: seen.append(kv.value))
+        campaigning = two.campaign(b"two")
+        await _until(be, lambda: seen[-1:] == [b"one"], "the observer to see one")
+        await one.proclaim(b"uno")
+        await _until(be, lambda: seen[-1:] == [b"uno"], "the observer to see uno")
+        assert not campaigning.called
+        fence = one.is_leader()
+        await one.resign()
+        await _until(be, lambda: campaigning.called, "the second campaign")
+        assert two.leading and not one.leading
+        assert (await two.leader()).value == b"two"
+        await _until(be, lambda: seen[-1:] == [b"two"], "the observer to see two")
+        assert not (await c.txn([fence], [Put(be.k("led"), "one")])).succeeded
+        assert (await c.txn([two.is_leader()], [Put(be.k("led"), "two")])).succeeded
+        observer.cancel()
+        await two.resign()
+        assert (await c.get_prefix(name + b"/")).count == 0
+    finally:
+        await a.close()
+        await b.close()
