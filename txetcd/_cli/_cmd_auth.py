@@ -24,7 +24,7 @@ from txetcd._cli._command import (
     Str,
     register,
 )
-from txetcd._cli._printer_admin import call_failed, prefix_end
+from txetcd._cli._printer_admin import prefix_end
 from txetcd._cli._printer_auth import (
     show_auth_status,
     show_changed,
@@ -33,7 +33,7 @@ from txetcd._cli._printer_auth import (
     show_user,
     show_users,
 )
-from txetcd._errors import EtcdError, NoRootRole
+from txetcd._errors import NoRootRole
 
 __all__ = ["permission_range"]
 
@@ -118,13 +118,10 @@ async def _user_add(ctx: Context) -> None:
         password = _new_password(ctx, user)
     client = await ctx.client()
     _need(user, _USER_EMPTY)
-    try:
-        if password is None:
-            result = await client.user_add(user, no_password=True)
-        else:
-            result = await client.user_add(user, password)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    if password is None:
+        result = await client.user_add(user, no_password=True)
+    else:
+        result = await client.user_add(user, password)
     show_changed(ctx.out, _arg(f"User {user} created"), result)
 
 
@@ -134,10 +131,7 @@ async def _user_delete(ctx: Context) -> None:
     user = ctx.args[0]
     client = await ctx.client()
     _need(user, _USER_NOT_FOUND)
-    try:
-        result = await client.user_delete(user)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.user_delete(user)
     show_changed(ctx.out, _arg(f"User {user} deleted"), result)
 
 
@@ -147,27 +141,21 @@ async def _user_get(ctx: Context) -> None:
     user = ctx.args[0]
     client = await ctx.client()
     _need(user, _USER_NOT_FOUND)
-    try:
-        result = await client.user_get(user)
-        if not ctx.options.detail:
-            show_user(ctx.out, user, result)
-            return
-        ctx.out.line(f"User: {user}")
-        for role in result.roles:
-            ctx.out.line()
-            show_role(ctx.out, role, await client.role_get(role))
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.user_get(user)
+    if not ctx.options.detail:
+        show_user(ctx.out, user, result)
+        return
+    ctx.out.line(f"User: {user}")
+    for role in result.roles:
+        ctx.out.line()
+        show_role(ctx.out, role, await client.role_get(role))
 
 
 async def _user_list(ctx: Context) -> None:
     if ctx.args:
         raise CommandError(EXIT_BAD_ARGS, "user list command requires no arguments")
     client = await ctx.client()
-    try:
-        result = await client.user_list()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.user_list()
     show_users(ctx.out, result)
 
 
@@ -178,10 +166,7 @@ async def _user_passwd(ctx: Context) -> None:
     password = _new_password(ctx, user)
     client = await ctx.client()
     _need(user, _USER_NOT_FOUND)
-    try:
-        result = await client.user_change_password(user, password)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.user_change_password(user, password)
     show_changed(ctx.out, b"Password updated", result)
 
 
@@ -193,11 +178,8 @@ async def _user_grant_role(ctx: Context) -> None:
     user, role = ctx.args
     client = await ctx.client()
     _need(user, _USER_NOT_FOUND)
-    try:
-        await _check_role_name(client, user, role, _ROLE_NOT_FOUND)
-        result = await client.user_grant_role(user, role)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    await _check_role_name(client, user, role, _ROLE_NOT_FOUND)
+    result = await client.user_grant_role(user, role)
     show_changed(ctx.out, _arg(f"Role {role} is granted to user {user}"), result)
 
 
@@ -209,11 +191,8 @@ async def _user_revoke_role(ctx: Context) -> None:
     user, role = ctx.args
     client = await ctx.client()
     _need(user, _USER_NOT_FOUND)
-    try:
-        await _check_role_name(client, user, role, "etcdserver: role is not granted to the user")
-        result = await client.user_revoke_role(user, role)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    await _check_role_name(client, user, role, "etcdserver: role is not granted to the user")
+    result = await client.user_revoke_role(user, role)
     show_changed(ctx.out, _arg(f"Role {role} is revoked from user {user}"), result)
 
 
@@ -230,10 +209,7 @@ async def _role_add(ctx: Context) -> None:
     role = _one_role(ctx, "add")
     client = await ctx.client()
     _need(role, _ROLE_EMPTY)
-    try:
-        result = await client.role_add(role)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.role_add(role)
     show_changed(ctx.out, _arg(f"Role {role} created"), result)
 
 
@@ -241,10 +217,7 @@ async def _role_delete(ctx: Context) -> None:
     role = _one_role(ctx, "delete")
     client = await ctx.client()
     _need(role, _ROLE_NOT_FOUND)
-    try:
-        result = await client.role_delete(role)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.role_delete(role)
     show_changed(ctx.out, _arg(f"Role {role} deleted"), result)
 
 
@@ -252,10 +225,7 @@ async def _role_get(ctx: Context) -> None:
     role = _one_role(ctx, "get")
     client = await ctx.client()
     _need(role, _ROLE_NOT_FOUND)
-    try:
-        result = await client.role_get(role)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.role_get(role)
     show_role(ctx.out, role, result)
 
 
@@ -263,10 +233,7 @@ async def _role_list(ctx: Context) -> None:
     if ctx.args:
         raise CommandError(EXIT_BAD_ARGS, "role list command requires no arguments")
     client = await ctx.client()
-    try:
-        result = await client.role_list()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.role_list()
     show_roles(ctx.out, result)
 
 
@@ -310,10 +277,7 @@ async def _role_grant_permission(ctx: Context) -> None:
     key, end = permission_range(ctx.args[2:], ctx.options.prefix, ctx.options.from_key)
     client = await ctx.client()
     _need(role, _ROLE_NOT_FOUND)
-    try:
-        result = await client.role_grant_permission(role, key, range_end=end, permission=permission)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.role_grant_permission(role, key, range_end=end, permission=permission)
     show_changed(ctx.out, _arg(f"Role {role} updated"), result)
 
 
@@ -327,10 +291,7 @@ async def _role_revoke_permission(ctx: Context) -> None:
     key, end = permission_range(ctx.args[1:], ctx.options.prefix, ctx.options.from_key)
     client = await ctx.client()
     _need(role, _ROLE_NOT_FOUND)
-    try:
-        result = await client.role_revoke_permission(role, key, range_end=end)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.role_revoke_permission(role, key, range_end=end)
     shown = _arg(ctx.args[1])
     if not end:
         message = b"Permission of key " + shown
@@ -352,37 +313,28 @@ def _no_args(ctx: Context, verb: str) -> None:
 async def _auth_enable(ctx: Context) -> None:
     _no_args(ctx, "enable")
     client = await ctx.client()
-    try:
-        while True:
-            try:
-                await client.auth_enable()
-                break
-            except NoRootRole:
-                # etcdctl makes the root role and gives it to root, then tries again
-                await client.role_add("root")
-                await client.user_grant_role("root", "root")
-    except EtcdError as e:
-        raise call_failed(e) from None
+    while True:
+        try:
+            await client.auth_enable()
+            break
+        except NoRootRole:
+            # etcdctl makes the root role and gives it to root, then tries again
+            await client.role_add("root")
+            await client.user_grant_role("root", "root")
     ctx.out.line("Authentication Enabled")
 
 
 async def _auth_disable(ctx: Context) -> None:
     _no_args(ctx, "disable")
     client = await ctx.client()
-    try:
-        await client.auth_disable()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    await client.auth_disable()
     ctx.out.line("Authentication Disabled")
 
 
 async def _auth_status(ctx: Context) -> None:
     _no_args(ctx, "status")
     client = await ctx.client()
-    try:
-        result = await client.auth_status()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.auth_status()
     show_auth_status(ctx.out, result)
 
 

@@ -125,10 +125,7 @@ def _member_id(ctx: Context) -> int:
 
 async def _member_list(ctx: Context) -> None:
     client = await ctx.client()
-    try:
-        result = await client.member_list()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.member_list()
     show_members(ctx.out, result)
 
 
@@ -147,10 +144,7 @@ async def _member_add(ctx: Context) -> None:
     urls = peer_urls.split(",")
     check_peer_urls(urls)
     client = await ctx.client()
-    try:
-        result = await client.member_add([u.strip() for u in urls], is_learner=ctx.options.learner)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.member_add([u.strip() for u in urls], is_learner=ctx.options.learner)
     show_member_added(ctx.out, ctx.args[0], peer_urls, result)
 
 
@@ -177,18 +171,15 @@ async def _member_change(ctx: Context, change: str) -> None:
     client = await ctx.client()
     if member_id == 0:
         raise CommandError(EXIT_ERROR, MEMBER_NOT_FOUND)
-    try:
-        if change == "remove":
-            result = await client.member_remove(member_id)
-            verb = "removed from"
-        elif change == "update":
-            result = await client.member_update(member_id, [u.strip() for u in urls])
-            verb = "updated in"
-        else:
-            result = await client.member_promote(member_id)
-            verb = "promoted in"
-    except EtcdError as e:
-        raise call_failed(e) from None
+    if change == "remove":
+        result = await client.member_remove(member_id)
+        verb = "removed from"
+    elif change == "update":
+        result = await client.member_update(member_id, [u.strip() for u in urls])
+        verb = "updated in"
+    else:
+        result = await client.member_promote(member_id)
+        verb = "promoted in"
     show_member_changed(ctx.out, verb, member_id, result)
 
 
@@ -325,10 +316,7 @@ async def _alarm_list(ctx: Context) -> None:
     if ctx.args:
         raise CommandError(EXIT_BAD_ARGS, "alarm list command accepts no arguments")
     client = await ctx.client()
-    try:
-        result = await client.alarm_list()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.alarm_list()
     show_alarms(ctx.out, result)
 
 
@@ -336,10 +324,7 @@ async def _alarm_disarm(ctx: Context) -> None:
     if ctx.args:
         raise CommandError(EXIT_BAD_ARGS, "alarm disarm command accepts no arguments")
     client = await ctx.client()
-    try:
-        result = await client.alarm_disarm()
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.alarm_disarm()
     show_alarms(ctx.out, result, with_header=False)
 
 
@@ -354,10 +339,7 @@ async def _move_leader(ctx: Context) -> None:
     endpoints = list(ctx.connection().endpoints)
     leader = None
     for endpoint in endpoints:
-        try:
-            status = await client.status(_url(ctx, endpoint))
-        except EtcdError as e:
-            raise call_failed(e) from None
+        status = await client.status(_url(ctx, endpoint))
         if status.is_leader:
             leader = status
             break
@@ -368,10 +350,7 @@ async def _move_leader(ctx: Context) -> None:
         )
     if target == 0:
         raise CommandError(EXIT_ERROR, "etcdserver: bad leader transferee")
-    try:
-        result = await client.move_leader(target)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    result = await client.move_leader(target)
     show_move_leader(ctx.out, result)
 
 

@@ -123,10 +123,7 @@ def _arg(text: str) -> bytes:
 
 async def _start_session(client: Any, ttl: int) -> Session:
     session = Session(client, ttl=ttl)
-    try:
-        await session.ready
-    except EtcdError as e:
-        raise call_failed(e) from None
+    await session.ready
     return session
 
 
@@ -238,10 +235,7 @@ async def _hold_lock(
     interrupt: Interrupt,
 ) -> int:
     lock = Lock(session, name)
-    try:
-        stopped, _ = await _until(lock.acquire(), interrupt)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    stopped, _ = await _until(lock.acquire(), interrupt)
     if stopped:
         raise CommandError(EXIT_ERROR, "context canceled")
     assert lock.key is not None and lock.revision is not None
@@ -255,10 +249,7 @@ async def _hold_lock(
         finally:
             await _release(lock, quiet=True)
         return code
-    try:
-        held = await client.get(lock.key)
-    except EtcdError as e:
-        raise call_failed(e) from None
+    held = await client.get(lock.key)
     if not held.kvs:
         raise CommandError(EXIT_ERROR, "lock lost on init")
     show_get(ctx.out, held)
@@ -311,25 +302,16 @@ async def _campaign(
     session = await _start_session(client, 60)
     try:
         election = Election(session, name)
-        try:
-            stopped, _ = await _until(election.campaign(proposal), interrupt)
-        except EtcdError as e:
-            raise call_failed(e) from None
+        stopped, _ = await _until(election.campaign(proposal), interrupt)
         if stopped:
             raise CommandError(EXIT_ERROR, "context canceled")
         assert election.key is not None
-        try:
-            show_get(ctx.out, await client.get(election.key))
-        except EtcdError as e:
-            raise call_failed(e) from None
+        show_get(ctx.out, await client.get(election.key))
         ctx.out.flush()
         stopped, _ = await _until(election.lost, interrupt)
         if not stopped:
             raise CommandError(EXIT_ERROR, "elect: session expired")
-        try:
-            await election.resign()
-        except EtcdError as e:
-            raise call_failed(e) from None
+        await election.resign()
     finally:
         await _close_session(session)
 
