@@ -223,7 +223,7 @@ class H2Connection(Protocol):
         self._header_cache: Dict[bytes, List[Tuple[bytes, bytes]]] = {}
         self._corked: Optional[List[bytes]] = None  # writes held while a read is handled
         self._held: Optional[List[bytes]] = None  # reads held by hold_reads()
-        self._ping_acks: List[bytes] = []  # PING ACKs waiting to ride on the next write
+        self._ping_acks: List[bytes] = []  # PING ACKs held for PING_ACK_DELAY (_ack_ping)
         self._ping_ack_timer: Optional[IDelayedCall] = None
         self._header_stream = 0  # stream whose header block is being continued
         self._header_buf = b""
@@ -870,36 +870,29 @@ class H2Connection(Protocol):
             self._send(data)
 
     def _send(self, data: bytes) -> None:
-        if self._ping_acks:
-            data = self._take_ping_acks() + data
         if self._corked is not None:
             self._corked.append(data)
         else:
             self._raw_send(data)
 
     def _ack_ping(self, payload: bytes) -> None:
-        """Answer a PING, riding on the next write if one comes within ``PING_ACK_DELAY``.
+        """Answer a server PING after ``PING_ACK_DELAY``, with any others that came meanwhile.
 
-        etcd's server (grpc-go's bandwidth estimator) PINGs after every request it reads, while
-        the answer is still being worked out; an ACK of its own would cost a send per call.
+        etcd's gRPC server (grpc-go's bandwidth estimator) PINGs on the first DATA frame it
+        reads while none of its PINGs is unanswered. An ACK sent at once, or with the next
+        request, gets a PING back for every call: one more packet and one more reactor turn on
+        each side per call. Held for a moment, the ACKs cost at most one send per
+        ``PING_ACK_DELAY`` on a busy connection (the estimator only sees a longer round trip).
         """
         self._ping_acks.append(frame(PING, FLAG_ACK, 0, payload))
         if self._ping_ack_timer is None:
             self._ping_ack_timer = self.clock.callLater(PING_ACK_DELAY, self._flush_ping_acks)
 
-    def _take_ping_acks(self) -> bytes:
-        acks = b"".join(self._ping_acks)
-        self._ping_acks = []
-        if self._ping_ack_timer is not None:
-            if self._ping_ack_timer.active():
-                self._ping_ack_timer.cancel()
-            self._ping_ack_timer = None
-        return acks
-
     def _flush_ping_acks(self) -> None:
         self._ping_ack_timer = None
-        if self._ping_acks and self.connected:
-            self._send(b"")
+        acks, self._ping_acks = self._ping_acks, []
+        if acks and self.connected:
+            self._send(b"".join(acks))
 
     def _raw_send(self, data: bytes) -> None:
         transport = self.transport

@@ -104,8 +104,8 @@ MAX_WINDOW = 2**31 - 1
 MAX_STREAM_ID = 2**31 - 1
 DEFAULT_WINDOW = 65535
 DEFAULT_MAX_FRAME = 16384
-#: longest a PING ACK waits for a write to ride on (seconds)
-PING_ACK_DELAY = 0.002
+#: how long the ACK of a server's PING is held (seconds; see H2Connection._ack_ping)
+PING_ACK_DELAY = 0.010
 MAX_HEADER_LIST = 1 << 20  # announced in SETTINGS_MAX_HEADER_LIST_SIZE and enforced by the decoder
 
 _HEAD = struct.Struct(">IBI")  # (length << 8 | type), flags, stream id
