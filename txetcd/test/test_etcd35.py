@@ -368,3 +368,13 @@ async def test_a_cluster_of_one_with_auth_switched_on_through_the_http_port() ->
             await client.put(b"e35/cluster", b"v")
             assert (await client.get(b"e35/cluster")).value == b"v"
             assert [m.name for m in await client.member_list()] == ["m0"]
+
+
+@needs_etcd35
+def test_a_clusters_status_and_leader_come_from_the_http_port() -> None:
+    """The cluster's blocking status calls use the members' gateway port, not the gRPC-only
+    client port (where a JSON request gets HTTP/2 frames back)."""
+    with EtcdCluster(1, separate_http=True, binary=BINARY) as cluster:
+        assert cluster.leader() == 0
+        status = cluster.status(0)
+        assert int(status["header"]["member_id"]) == cluster.member_id(0) != 0

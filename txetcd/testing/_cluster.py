@@ -80,7 +80,7 @@ class ClusterControl:
     def status(self, index: int, timeout: float = 2.0) -> Dict[str, Any]:
         """Member ``index``'s status as the JSON gateway gives it (blocking): ``header``,
         ``leader``, ``isLearner``, ... (64-bit numbers as strings, missing when 0 or false)."""
-        return _post(self.members[index].client_port, "/v3/maintenance/status", {}, timeout)
+        return _post(self.members[index].gateway_port, "/v3/maintenance/status", {}, timeout)
 
     def member_id(self, index: int) -> int:
         """Member ``index``'s member ID (it must be running)."""
@@ -198,7 +198,7 @@ class ClusterControl:
     def _running_port(self) -> int:
         for member in self.members:
             if member.running:
-                return member.client_port
+                return member.gateway_port
         raise RuntimeError("no member of the cluster is running")
 
     def _joining_cluster(self, index: int) -> str:

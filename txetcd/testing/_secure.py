@@ -174,10 +174,10 @@ def enable_auth(server: "EtcdServer", password: str, timeout: float = 10.0) -> N
         body = dict(fields, password=password) if path == "/v3/auth/user/add" else fields
         conn: http.client.HTTPConnection
         if context is None:
-            conn = http.client.HTTPConnection("127.0.0.1", server.client_port, timeout=timeout)
+            conn = http.client.HTTPConnection("127.0.0.1", server.gateway_port, timeout=timeout)
         else:
             conn = http.client.HTTPSConnection(
-                "127.0.0.1", server.client_port, timeout=timeout, context=context
+                "127.0.0.1", server.gateway_port, timeout=timeout, context=context
             )
         try:
             conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import secrets
 import shutil
@@ -179,6 +178,11 @@ class EtcdServer:
         return f"{self.scheme}://127.0.0.1:{self.http_port}"
 
     @property
+    def gateway_port(self) -> int:
+        """The port of :attr:`http_endpoint` (the JSON gateway's)."""
+        return self.http_port if self.separate_http else self.client_port
+
+    @property
     def scheme(self) -> str:
         """``"https"`` with ``tls``, else ``"http"``."""
         return "https" if self.tls else "http"
@@ -193,9 +197,7 @@ class EtcdServer:
     def _health_port(self) -> int:
         """Where ``/health`` answers in plain HTTP: the metrics URL with ``tls``, else the HTTP
         URL (the client URL, or the separate one)."""
-        if self.tls:
-            return self.metrics_port
-        return self.http_port if self.separate_http else self.client_port
+        return self.metrics_port if self.tls else self.gateway_port
 
     @property
     def pid(self) -> Optional[int]:
@@ -550,12 +552,7 @@ class _Blocking:
 
     def enable_auth(self, server: EtcdServer) -> "Deferred[None]":
         assert server.root_password is not None
-        gateway = server
-        if server.separate_http:
-            # enable_auth posts to the gateway on ``client_port``: here that port is gRPC only
-            gateway = copy.copy(server)
-            gateway.client_port = server.http_port
-        enable_auth(gateway, server.root_password, server.startup_timeout)
+        enable_auth(server, server.root_password, server.startup_timeout)
         return succeed(None)
 
 
