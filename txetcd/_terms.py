@@ -62,6 +62,7 @@ class TermWatch:
         self.term = 0
         self.writes: Set[Write] = set()
         self._timer: Optional[IDelayedCall] = None
+        self._busy_since = 0.0  # when self.writes last became non-empty
         self.closed = False
         self.suspect_until = 0.0  # see suspect()
 
@@ -83,25 +84,30 @@ class TermWatch:
     def sent(self, write: Write) -> None:
         """A write goes out now."""
         write.term = self.term
-        self.writes.add(write)
+        writes = self.writes
+        if not writes:
+            self._busy_since = self.clock.seconds()
+        writes.add(write)
         if self._timer is None and not self.closed:
             self._timer = self.clock.callLater(self.interval, self._tick)
 
     def done(self, write: Write) -> None:
-        """A write ended (answered, failed, cancelled); the probe stops with the last one."""
+        """A write ended (answered, failed, cancelled). The timer is left to run out: the
+        probe goes only once writes have been in flight for ``interval`` without a break, and
+        a timer per write (set, then cancelled) would cost more than the writes' bookkeeping."""
         self.writes.discard(write)
-        if not self.writes and self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
 
     def _tick(self) -> None:
         self._timer = None
         if not self.writes or self.closed:
             return
-        if self.term:
-            self.probe()
-        self._timer = self.clock.callLater(self.interval, self._tick)
+        due = self._busy_since + self.interval
+        now = self.clock.seconds()
+        if now + 1e-6 >= due:  # (a clock's float sums may land just short)
+            if self.term:
+                self.probe()
+            due = now + self.interval
+        self._timer = self.clock.callLater(due - now, self._tick)
 
     #: how long (seconds) calls carry ``hasleader`` after a sign of trouble
     SUSPECT_FOR = 30.0

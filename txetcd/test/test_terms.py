@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import pytest_twisted
 from twisted.internet import task
@@ -121,3 +121,42 @@ async def test_the_term_probe_is_answered_by_a_member_with_auth_on(
         assert channel.terms.term > 0
     finally:
         await channel.close()
+
+
+def test_probe_only_after_writes_in_flight_for_a_whole_interval_and_one_timer_at_most() -> None:
+    """Short writes with breaks between them never probe; writes that overlap for an interval
+    do. One timer at most, whatever the number of writes, and none once the writes are over."""
+    clock = task.Clock()
+    probes: List[float] = []
+    watch = TermWatch(clock, lambda: probes.append(clock.seconds()), interval=0.5)
+    watch.saw(answer(1))
+    timers: List[float] = []
+    call_later = clock.callLater
+
+    def counted(delay: float, f: Any, *a: Any, **kw: Any) -> Any:
+        timers.append(delay)
+        return call_later(delay, f, *a, **kw)
+
+    clock.callLater = counted  # type: ignore[method-assign,assignment]
+    for start in (0.0, 0.2, 0.4, 0.6):  # each write ends 0.1 s after it went out
+        clock.advance(start - clock.seconds())
+        write = FakeWrite()
+        watch.sent(write)
+        assert len(clock.getDelayedCalls()) == 1
+        clock.advance(0.1)
+        watch.done(write)
+    clock.advance(1.0)
+    assert probes == [] and clock.getDelayedCalls() == []
+    assert len(timers) == 2  # not one per write: the first, then one re-armed at 0.5
+    # Overlapping writes keep the watch busy from 1.7 on: the probe goes at 2.2, then every 0.5 s.
+    first, second = FakeWrite(), FakeWrite()
+    watch.sent(first)
+    clock.pump([0.1] * 3)
+    watch.sent(second)
+    clock.pump([0.1])
+    watch.done(first)
+    clock.pump([0.1] * 6)
+    assert [round(p, 6) for p in probes] == [2.2, 2.7] and len(clock.getDelayedCalls()) == 1
+    watch.done(second)
+    clock.pump([0.1] * 5)
+    assert len(probes) == 2 and clock.getDelayedCalls() == []
