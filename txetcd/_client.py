@@ -519,6 +519,7 @@ class Client(
         fragment: bool = False,
         require_leader: bool = False,
         callback: Optional[Callable[[WatchBatch], Any]] = None,
+        on_progress: Optional[Callable[[int], Any]] = None,
         max_backlog: int = 64,
         timeout: Any = NOT_GIVEN,
     ) -> Watch:
@@ -532,7 +533,13 @@ class Client(
         - ``start_revision``: replay history from that revision (default: from now)
         - ``prev_kv``: events carry the key's previous state
         - ``filters``: leave out ``"noput"`` and/or ``"nodelete"`` events
-        - ``progress_notify``: let etcd send progress notifications on an idle watch
+        - ``progress_notify``: let etcd send progress notifications on an idle watch (every
+          ``--experimental-watch-progress-notify-interval``, 10 minutes by default)
+        - ``on_progress``: called with the revision of each progress notification for this
+          watch (``progress_notify``'s, answers to :meth:`request_progress`), once the
+          consumer is done with every batch received before it; those that come while it is
+          behind are merged into the newest. Its errors end the watch, as a callback's do.
+          Batches are never empty. :attr:`Watch.progress <txetcd.Watch.progress>` says as much
         - ``fragment``: let etcd split very large event batches (they are joined again here)
         - ``require_leader``: a member cut off from its cluster ends the stream (the watch then
           resumes elsewhere) instead of going silent
@@ -562,6 +569,7 @@ class Client(
             fragment=fragment,
             require_leader=require_leader,
             callback=callback,
+            on_progress=on_progress,
             max_backlog=max_backlog,
             timeout=timeout,
         )
@@ -577,6 +585,7 @@ class Client(
         fragment: bool = False,
         require_leader: bool = False,
         callback: Optional[Callable[[WatchBatch], Any]] = None,
+        on_progress: Optional[Callable[[int], Any]] = None,
         max_backlog: int = 64,
         timeout: Any = NOT_GIVEN,
     ) -> Watch:
@@ -591,6 +600,7 @@ class Client(
             fragment=fragment,
             require_leader=require_leader,
             callback=callback,
+            on_progress=on_progress,
             max_backlog=max_backlog,
             timeout=timeout,
         )
@@ -598,8 +608,12 @@ class Client(
     def request_progress(self) -> None:
         """Ask etcd for a progress notification on every open watch stream.
 
-        It moves each synced watch's :attr:`~txetcd.Watch.revision` to the store's revision, so
-        a resume after a break starts from there.
+        etcd answers with its current revision, for every watch it has created on the stream:
+        each gets it in its ``on_progress``, and its :attr:`~txetcd.Watch.revision` moves
+        there. A resume still starts after the last event received: etcd before 3.5.8 may
+        send this answer ahead of events on their way (etcd issue #15220; they are still
+        delivered, after it); later versions answer once every watch of the stream has
+        caught up with history. JSON gateway streams take no request: use ``progress_notify``.
         """
         if self._watch_hub is not None:
             self._watch_hub.request_progress()

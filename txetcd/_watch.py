@@ -37,6 +37,7 @@ from txetcd._errors import (
     WatchCancelled,
     WatchPermissionDenied,
 )
+from txetcd._kv import header_of
 from txetcd._methods import WATCH
 from txetcd._proto import rpc_pb2
 from txetcd._retry import backoff_policy
@@ -53,6 +54,7 @@ _CancelRequest: Any = rpc_pb2.WatchCancelRequest
 _PROGRESS = _WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
 
 Callback = Callable[[WatchBatch], Any]
+ProgressCallback = Callable[[int], Any]
 
 
 class WatchFilter(enum.IntEnum):
@@ -182,16 +184,21 @@ class _WatchStream:
             if watch is not None:
                 watch._events(resp.header, resp.events, resp.fragment)
             return
-        # A progress notification: everything up to header.revision has been sent.
+        # A progress notification: everything up to header.revision has been sent. Watch id
+        # -1 answers request_progress for the whole stream (as Go's clientv3 does, it goes to
+        # every watch etcd has created on it); any other is a watch's own (progress_notify).
         revision = resp.header.revision
+        if not revision:
+            return  # not a progress notification (Go's IsProgressNotify needs a revision)
+        header = header_of(resp.header)
         if watch_id == -1:
-            for watch in self.watches.values():
+            for watch in list(self.watches.values()):
                 if watch not in self.creating:
-                    watch._progress(revision)
+                    watch._progressed(revision, header, own=False)
         else:
             watch = self.watches.get(watch_id)
             if watch is not None:
-                watch._progress(revision)
+                watch._progressed(revision, header, own=True)
 
     def _on_close(self, error: Optional[BaseException]) -> None:
         was_dead = self.dead
@@ -270,6 +277,7 @@ class WatchHub:
         fragment: bool = False,
         require_leader: bool = False,
         callback: Optional[Callback] = None,
+        on_progress: Optional[ProgressCallback] = None,
         max_backlog: int = 64,
         timeout: Any = NOT_GIVEN,
     ) -> Watch:
@@ -278,6 +286,8 @@ class WatchHub:
         start = 0 if start_revision is None else check_int(start_revision, "start_revision")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if on_progress is not None and not callable(on_progress):
+            raise TypeError(f"on_progress must be callable, not {type(on_progress).__name__}")
         check_int(max_backlog, "max_backlog", minimum=1)
         deadline = self.timeout if timeout is NOT_GIVEN else _timeout(timeout)
         watch = Watch(
@@ -291,6 +301,7 @@ class WatchHub:
             fragment=check_bool(fragment, "fragment"),
             require_leader=check_bool(require_leader, "require_leader"),
             callback=callback,
+            on_progress=on_progress,
             max_backlog=max_backlog,
             timeout=deadline,
         )
@@ -306,7 +317,8 @@ class WatchHub:
         return watch
 
     def request_progress(self) -> None:
-        """Ask every open watch stream for a progress notification."""
+        """Ask every open watch stream for a progress notification (not the JSON gateway's:
+        its streams take no request once open)."""
         for stream in self.streams.values():
             if not stream.dead:
                 stream.grpc.send(_PROGRESS)

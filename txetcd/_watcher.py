@@ -4,12 +4,18 @@ A :class:`Watch` holds the batches its consumer has not taken yet, decides what 
 resume (exactly once: events below its next revision are dropped), and tells its state through
 one-shot :class:`~txetcd._signal.Signal` objects: ``created``, ``done``, and the connection's
 ups and downs (:meth:`Watch.reconnected`, :meth:`Watch.disconnected`).
+
+Progress notifications reach the consumer in order with the batches: each is held as a mark
+behind the batches received before it, and ``on_progress`` runs once the consumer is done with
+those. Only a notification of the watch's own (``progress_notify``) moves where a resume starts;
+an answer to ``request_progress`` (watch id -1) does not, because etcd before 3.5.8 may send it
+ahead of events still on their way (etcd issue #15220).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -20,7 +26,7 @@ from txetcd._errors import ConnectionFailed, WatchCancelled
 from txetcd._kv import header_of, kv_of
 from txetcd._proto import rpc_pb2
 from txetcd._signal import Signal
-from txetcd._types import Event, EventType, WatchBatch
+from txetcd._types import Event, EventType, ResponseHeader, WatchBatch
 
 if TYPE_CHECKING:
     from txetcd._watch import WatchHub, _WatchStream
@@ -31,6 +37,9 @@ _WatchRequest: Any = rpc_pb2.WatchRequest
 _CreateRequest: Any = rpc_pb2.WatchCreateRequest
 
 Callback = Callable[[WatchBatch], Any]
+ProgressCallback = Callable[[int], Any]
+#: a progress notification held for the consumer: (batches it comes after, revision, header)
+_Mark = Tuple[int, int, ResponseHeader]
 
 
 def _failure(error: BaseException) -> Failure:
@@ -50,7 +59,9 @@ def _event(ev: Any) -> Event:
 class Watch:
     """One watch: consume it with a callback, or with ``async for batch in watch``.
 
-    Each :class:`~txetcd.WatchBatch` holds every event of one revision, in order.
+    Each :class:`~txetcd.WatchBatch` holds every event of one revision, in order. Progress
+    notifications go to ``on_progress`` (if given), in order with the batches; :attr:`progress`
+    is how far the consumer is known to be.
 
     :attr:`created`, :attr:`done`, :meth:`reconnected` and :meth:`disconnected` give a new
     Deferred on each access, so any number of observers can wait for them.
@@ -73,6 +84,7 @@ class Watch:
         fragment: bool,
         require_leader: bool,
         callback: Optional[Callback],
+        on_progress: Optional[ProgressCallback] = None,
         max_backlog: int,
         timeout: Optional[float],
     ) -> None:
@@ -85,6 +97,7 @@ class Watch:
         self._fragment = fragment
         self.require_leader = require_leader
         self._callback = callback
+        self._on_progress = on_progress
         self._max_backlog = max_backlog
         self._timeout = timeout
         #: the next revision this watch needs (0: "from now", before it was first created)
@@ -105,7 +118,14 @@ class Watch:
         self._watch_id = 0
         self._fragments: List[Any] = []
         self._backlog: Deque[WatchBatch] = deque()
-        self._busy = False  # a callback's Deferred is pending
+        self._marks: Deque[_Mark] = deque()  # progress notifications not handed over yet
+        self._received = 0  # batches received (delivered or held)
+        self._handed = 0  # batches handed to the consumer
+        self._last_handed = 0  # the revision of the last batch an async for was handed
+        self._told = 0  # the highest revision of an answer to request_progress
+        self._progress = 0  # see the progress property
+        self._progress_header: Optional[ResponseHeader] = None
+        self._busy = False  # a callback's (or on_progress's) Deferred is pending
         self._voting = False  # holding the stream paused
         self._ending: Optional[Failure] = None  # end once the backlog is delivered
         self._waiter: Optional[Deferred[WatchBatch]] = None  # async for, waiting
@@ -162,14 +182,42 @@ class Watch:
 
     @property
     def revision(self) -> int:
-        """The revision up to which every event of this watch was received (0: not yet known)."""
-        return max(self.next_revision - 1, 0)
+        """The revision up to which etcd has sent every event of this watch (0: not yet known):
+        batches received (delivered or still held for the consumer) and progress
+        notifications, those answering :meth:`~txetcd.Client.request_progress` included.
+
+        A resume after a break starts after the last batch received or the last progress
+        notification of the watch's own (``progress_notify``), not after an answer to
+        ``request_progress``: etcd before 3.5.8 may send one of those ahead of events still on
+        their way, which are then still delivered.
+        """
+        return max(self.next_revision - 1, self._told, 0)
+
+    @property
+    def progress(self) -> int:
+        """The revision up to which the consumer has been handed every event of this watch
+        (0: not created yet).
+
+        It is the revision the watch was created at (or ``start_revision - 1``) at first; then
+        each batch the consumer is done with, and each progress notification handed to
+        ``on_progress``, moves it up. A consumer is done with a batch when its callback
+        returned (and the Deferred it returned fired), or, with ``async for``, when it asks for
+        the next one. It never goes down.
+        """
+        return self._progress
+
+    @property
+    def progress_header(self) -> Optional[ResponseHeader]:
+        """The header of the last progress notification handed over (which member answered,
+        its raft term); ``None`` before the first."""
+        return self._progress_header
 
     def cancel(self) -> None:
         """Stop watching; ``done`` fires with ``None``. Batches not yet consumed are dropped."""
         if self.ended:
             return
         self._backlog.clear()
+        self._marks.clear()
         self._finish(None)
 
     def __repr__(self) -> str:
@@ -181,12 +229,15 @@ class Watch:
         return self
 
     async def __anext__(self) -> WatchBatch:
-        if self._backlog:
+        # Asking for the next batch: the consumer is done with the last one, so progress
+        # notifications held behind it are handed over first (in _pump).
+        self._consumed(self._last_handed)
+        if self._backlog and not self._busy and not self._mark_due():
             batch = self._backlog.popleft()
+            self._handed += 1
+            self._last_handed = batch.revision
             self._drained()
             return batch
-        if self._ending is not None and not self.ended:
-            self._end_now()
         if self.ended:
             if self._final is not None:
                 self._observe()  # the consumer has it: not unhandled
@@ -195,6 +246,8 @@ class Watch:
             raise StopAsyncIteration
         d: Deferred[WatchBatch] = Deferred(self._step_cancelled)
         self._waiter = d
+        if not self._busy:
+            self._pump()
         return await d
 
     # -- state -------------------------------------------------------------------------------
@@ -256,6 +309,8 @@ class Watch:
         self._stop_deadline()
         if self.next_revision == 0:
             self.next_revision = revision + 1
+        if not self._created.fired:  # nothing of the watch comes before its start
+            self._progress = max(self._progress, self.next_revision - 1)
         self._connected = True
         if self._down.fired:
             self._down = Signal()
@@ -295,19 +350,38 @@ class Watch:
         if batch:
             self._deliver(WatchBatch(rev, tuple(batch), hdr))
 
-    def _progress(self, revision: int) -> None:
-        if revision + 1 > self.next_revision:
-            self.next_revision = revision + 1
+    def _progressed(self, revision: int, header: ResponseHeader, own: bool) -> None:
+        """A progress notification: every event up to ``revision`` was sent. ``own``: one of
+        this watch's (it moves where a resume starts); else an answer to request_progress."""
+        if self.ended or self._ending is not None:
+            return
+        if own:
+            if revision + 1 > self.next_revision:
+                self.next_revision = revision + 1
+        elif revision > self._told:
+            self._told = revision
+        marks = self._marks
+        if marks and marks[-1][0] == self._received:  # nothing came between: keep the newest
+            if revision >= marks[-1][1]:
+                marks[-1] = (self._received, revision, header)
+        else:
+            marks.append((self._received, revision, header))
+        if not self._busy:
+            self._pump()
 
     def _deliver(self, batch: WatchBatch) -> None:
         if self.ended or self._ending is not None:
             return
         self.next_revision = batch.revision + 1
+        self._received += 1
         if self._callback is not None and not self._busy and not self._backlog:
+            self._handed += 1
             self._call(batch)
             return
-        if self._waiter is not None:
+        if self._waiter is not None and not self._busy and not self._backlog:
             d, self._waiter = self._waiter, None
+            self._handed += 1
+            self._last_handed = batch.revision
             d.callback(batch)
             return
         self._backlog.append(batch)
@@ -324,16 +398,76 @@ class Watch:
             return
         if isinstance(result, Deferred):
             self._busy = True
-            result.addCallbacks(self._callback_done, self._fail)
+            result.addCallbacks(self._done_with, self._fail, callbackArgs=(batch.revision,))
+        else:
+            self._consumed(batch.revision)
 
-    def _callback_done(self, _: object) -> None:
+    def _consumed(self, revision: int) -> None:
+        """The consumer is done with everything up to ``revision``."""
+        if revision > self._progress:
+            self._progress = revision
+
+    def _done_with(self, _: object, revision: int) -> None:
+        """A callback's (or on_progress's) Deferred fired: the consumer is free again."""
         self._busy = False
-        while self._backlog and not self._busy and not self.ended:
+        self._consumed(revision)
+        self._pump()
+
+    def _mark_due(self) -> bool:
+        """A progress notification is due: every batch received before it was handed over."""
+        return bool(self._marks) and self._marks[0][0] <= self._handed
+
+    def _pump(self) -> None:
+        """Hand over what the consumer may have now, in order: progress notifications whose
+        batches it is done with, then batches (a callback's one by one; an ``async for``'s
+        one per step); then end the watch if the server ended it and nothing is left."""
+        while not self._busy and not self.ended:
+            if self._mark_due():
+                if self._callback is None and self._waiter is None:
+                    break  # an async for busy with its last batch: it is not done with it yet
+                self._fire(self._marks.popleft())
+                continue
+            if not self._backlog:
+                break
+            if self._callback is not None:
+                batch = self._backlog.popleft()
+                self._handed += 1
+                self._call(batch)
+                self._drained()  # after: a resume delivers newer batches at once
+                continue
+            if self._waiter is None:
+                break
+            d, self._waiter = self._waiter, None
             batch = self._backlog.popleft()
-            self._call(batch)
-            self._drained()  # after: a resume delivers newer batches at once
-        if not self._backlog and self._ending is not None and not self._busy:
-            self._end_now()
+            self._handed += 1
+            self._last_handed = batch.revision
+            self._drained()
+            d.callback(batch)
+            return
+        if self._ending is None or self.ended or self._busy or self._backlog:
+            return
+        if self._on_progress is not None and self._mark_due():
+            return  # an async for busy with its last batch gets its progress first
+        self._end_now()
+
+    def _fire(self, mark: _Mark) -> None:
+        """Hand one progress notification over: to ``on_progress``, and to :attr:`progress`."""
+        _, revision, header = mark
+        self._progress_header = header
+        callback = self._on_progress
+        if callback is None:
+            self._consumed(revision)
+            return
+        try:
+            result = callback(revision)
+        except BaseException:
+            self._fail(Failure())  # type: ignore[no-untyped-call]
+            return
+        if isinstance(result, Deferred):
+            self._busy = True
+            result.addCallbacks(self._done_with, self._fail, callbackArgs=(revision,))
+        else:
+            self._consumed(revision)
 
     def _drained(self) -> None:
         if self._voting and len(self._backlog) <= self._max_backlog // 2:
@@ -345,6 +479,7 @@ class Watch:
         """A callback failed: the watch ends with that error (never swallowed)."""
         self._busy = False
         self._backlog.clear()
+        self._marks.clear()
         self._finish(failure)
 
     def _server_ended(self, failure: Failure) -> None:
@@ -353,8 +488,8 @@ class Watch:
         self._disconnect(None)
         self._ending = failure
         self._state = f"failed ({type(failure.value).__name__})"
-        if not self._backlog and not self._busy:
-            self._end_now()
+        if not self._busy:
+            self._pump()
 
     def _end_now(self) -> None:
         failure = self._ending
