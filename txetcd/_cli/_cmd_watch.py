@@ -3,7 +3,9 @@
 variables; ``-i`` reads ``watch ...`` and ``progress`` lines from stdin.
 
 The events of one etcd answer are printed together (one JSON line, one header in ``fields``),
-as etcdctl does.
+as etcdctl does. A progress notification (``--progress-notify``, or ``progress`` in ``-i``) is
+etcdctl's ``progress notify: N`` line, then the answer in the chosen format, in order with the
+events.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from txetcd._cli._command import (
 )
 from txetcd._cli._flags import FlagError
 from txetcd._cli._gotext import GoSyntaxError, argify
-from txetcd._cli._printer import go_quote, show_watch
+from txetcd._cli._printer import go_quote, show_watch, show_watch_progress
 from txetcd._errors import RevisionCompacted, ServerError, WatchCancelled
 from txetcd._types import ResponseHeader, WatchBatch
 
@@ -81,6 +83,7 @@ class WatchPrinter:
         self.timer: Any = None
         self.chain: Deferred[None] = defer.succeed(None)
         self.failed: Deferred[None] = Deferred()
+        self.watch: Any = None  # the watch it prints (for its progress notifications' header)
 
     def __call__(self, batch: WatchBatch) -> None:
         if self.pending and batch.header is not self.pending[-1].header:
@@ -88,6 +91,20 @@ class WatchPrinter:
         self.pending.append(batch)
         if self.timer is None:
             self.timer = self.ctx.reactor.callLater(0, self._tick)
+
+    def progress(self, revision: int) -> None:
+        """The watch's ``on_progress``: after the events before it, etcdctl's lines for it."""
+        header = self.watch.progress_header if self.watch is not None else None
+        if header is None:
+            return
+        if self.pending:
+            self._emit()
+        self.chain.addCallback(lambda _: self._show_progress(header))
+        self.chain.addErrback(self._failed)
+
+    def _show_progress(self, header: ResponseHeader) -> None:
+        show_watch_progress(self.ctx.out, header)
+        self.ctx.out.flush()
 
     def _tick(self) -> None:
         self.timer = None
@@ -213,15 +230,18 @@ def _start(ctx: Context, client: Any, words: List[str], options: Any, printer: A
             key, kwargs["range_end"] = b"\0", b"\0"
     if options.rev > 0:
         kwargs["start_revision"] = options.rev
-    return client.watch(
+    watch = client.watch(
         key,
         prev_kv=options.prev_kv,
         progress_notify=options.progress_notify,
         require_leader=True,
         callback=printer,
+        on_progress=printer.progress,
         timeout=None,
         **kwargs,
     )
+    printer.watch = watch
+    return watch
 
 
 async def _watch(ctx: Context) -> int:

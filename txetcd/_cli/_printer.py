@@ -4,7 +4,7 @@ behind them (Go's ``%q`` quoting, tablewriter's tables); JSON is in :mod:`._prin
 A verb writes through the :class:`Output` it is given (``ctx.out``). The printers for the KV
 answers (get, put, del, txn, watch) are here, one function per answer, dispatching on the
 format: :func:`show_get`, :func:`show_put`, :func:`show_delete`, :func:`show_txn`,
-:func:`show_watch`.
+:func:`show_watch`, :func:`show_watch_progress`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "show_put",
     "show_txn",
     "show_watch",
+    "show_watch_progress",
 ]
 
 #: the ``-w`` values etcdctl knows
@@ -315,6 +316,13 @@ def show_watch(out: Output, header: ResponseHeader, batches: Sequence[WatchBatch
         out.write(pb.watch_bytes(header, events))
     else:
         out.unsupported()
+
+
+def show_watch_progress(out: Output, header: ResponseHeader) -> None:
+    """A progress notification as etcdctl's watch prints it: its ``progress notify: N`` line,
+    then the answer in the chosen format (a header and no events; nothing in ``simple``)."""
+    out.line(f"progress notify: {header.revision}")
+    show_watch(out, header, ())
 
 
 def kvs_of(batches: Sequence[WatchBatch]) -> List[KeyValue]:

@@ -143,10 +143,11 @@ def watch_json(
     canceled: bool = False,
     created: bool = False,
 ) -> Dict[str, Any]:
-    """clientv3.WatchResponse (its fields have no JSON tags; ``Events`` is null when empty)."""
+    """clientv3.WatchResponse (its fields have no JSON tags; ``Events`` is ``[]`` when empty,
+    as in a progress notification: clientv3 makes the slice for every answer of etcd)."""
     return {
         "Header": header_json(header),
-        "Events": [event_json(e) for e in events] or None,
+        "Events": [event_json(e) for e in events],
         "CompactRevision": compact_revision,
         "Canceled": canceled,
         "Created": created,
