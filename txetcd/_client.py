@@ -612,8 +612,8 @@ class Client(
         each gets it in its ``on_progress``, and its :attr:`~txetcd.Watch.revision` moves
         there. A resume still starts after the last event received: etcd before 3.5.8 may
         send this answer ahead of events on their way (etcd issue #15220; they are still
-        delivered, after it); later versions answer once every watch of the stream has
-        caught up with history. JSON gateway streams take no request: use ``progress_notify``.
+        delivered, after it); later versions send none while a watch of the stream is still
+        catching up with history. JSON gateway streams take no request: use ``progress_notify``.
         """
         if self._watch_hub is not None:
             self._watch_hub.request_progress()
