@@ -460,18 +460,27 @@ async def test_lock_excludes_hands_over_in_order_and_fences(be: Backend) -> None
     a, b, w = Session(c, ttl=10), Session(c, ttl=10), Session(c, ttl=10)
     for s in (a, b, w):
         await s.ready
+    pending: List[Any] = []  # the waiters, so that a failed assertion leaves none unhandled
     try:
         name = be.k("lock")
         first, second, third = Lock(a, name), Lock(b, name), Lock(w, name)
         await first.acquire()
+
+        async def keys_made(count: int) -> Any:
+            for _ in range(300):  # a waiter's key is made once its watch is set up
+                keys = await c.get_prefix(name + b"/")
+                if keys.count == count:
+                    return keys
+                await be.sleep(0.01)
+            raise AssertionError(f"{count} keys expected, {keys.count} found")
+
+        # One waiter after the other: two txns in flight at once may be applied in either order.
         waiting = second.acquire()
+        pending.append(waiting)
+        await keys_made(2)
         withdrawn = third.acquire()
-        for _ in range(300):  # the waiters' keys are made once their watch is set up
-            keys = await c.get_prefix(name + b"/")
-            if keys.count == 3:
-                break
-            await be.sleep(0.01)
-        assert keys.count == 3  # one key per contender, ordered by create revision
+        pending.append(withdrawn)
+        keys = await keys_made(3)  # one key per contender, ordered by create revision
         queue = sorted(keys, key=lambda kv: kv.create_revision)
         assert [kv.lease for kv in queue] == [a.lease_id, b.lease_id, w.lease_id]
         await be.sleep(0.05)
@@ -492,6 +501,9 @@ async def test_lock_excludes_hands_over_in_order_and_fences(be: Backend) -> None
         await second.release()
         assert (await c.get_prefix(name + b"/")).count == 0
     finally:
+        for d in pending:
+            d.addErrback(lambda _: None)
+            d.cancel()
         for s in (a, b, w):
             await s.close()
 
