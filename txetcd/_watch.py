@@ -47,7 +47,7 @@ from txetcd._watcher import Watch
 if TYPE_CHECKING:
     from txetcd._transport import Stream, Transport
 
-__all__ = ["Watch", "WatchFilter", "WatchHub"]
+__all__ = ["Watch", "WatchFilter", "WatchHub", "WatchMethods"]
 
 _WatchRequest: Any = rpc_pb2.WatchRequest
 _CancelRequest: Any = rpc_pb2.WatchCancelRequest
@@ -469,3 +469,126 @@ class WatchHub:
         self.streams.clear()
         self.solo.clear()
         return succeed(None)
+
+
+class WatchMethods:
+    """The watch calls of :class:`txetcd.Client`."""
+
+    if TYPE_CHECKING:
+        _channel: Any
+        clock: Any
+        timeout: Optional[float]
+
+    _watch_hub: Optional[WatchHub] = None
+
+    def watch(
+        self,
+        key: Union[bytes, str],
+        *,
+        prefix: bool = False,
+        range_end: Union[bytes, str, None] = None,
+        start_revision: Optional[int] = None,
+        prev_kv: bool = False,
+        filters: Iterable[Union[WatchFilter, str, int]] = (),
+        progress_notify: bool = False,
+        fragment: bool = False,
+        require_leader: bool = False,
+        callback: Optional[Callable[[WatchBatch], Any]] = None,
+        on_progress: Optional[Callable[[int], Any]] = None,
+        max_backlog: int = 64,
+        timeout: Any = NOT_GIVEN,
+    ) -> Watch:
+        """Watch a key, a prefix or a range; returns a :class:`~txetcd.Watch` at once.
+
+        Consume it either with ``callback`` (called with each :class:`~txetcd.WatchBatch`,
+        all events of one revision, in order; a callback that returns a Deferred gets the next
+        batch once it fires) or with ``async for batch in watch``. ``watch.created`` fires when
+        etcd has set it up; ``watch.done`` when it ends; ``watch.cancel()`` stops it.
+
+        - ``start_revision``: replay history from that revision (default: from now)
+        - ``prev_kv``: events carry the key's previous state
+        - ``filters``: leave out ``"noput"`` and/or ``"nodelete"`` events
+        - ``progress_notify``: let etcd send progress notifications on an idle watch (every
+          ``--experimental-watch-progress-notify-interval``, 10 minutes by default)
+        - ``on_progress``: called with the revision of each progress notification for this
+          watch (``progress_notify``'s, answers to :meth:`request_progress`), once the
+          consumer is done with every batch received before it; those that come while it is
+          behind are merged into the newest. Its errors end the watch, as a callback's do.
+          Batches are never empty. :attr:`Watch.progress <txetcd.Watch.progress>` says as much
+        - ``fragment``: let etcd split very large event batches (they are joined again here)
+        - ``require_leader``: a member cut off from its cluster ends the stream (the watch then
+          resumes elsewhere) instead of going silent
+        - ``max_backlog``: batches held for a slow consumer before the stream is paused
+        - ``timeout``: seconds etcd has to create the watch (``None``: no limit), instead of the
+          client's ``timeout``; past it ``created`` fails with :class:`~txetcd.ConnectionFailed`
+          naming the endpoint and the cause, and the watch ends
+
+        If the stream or connection breaks after the watch was created, it resumes by itself,
+        for as long as it takes, right after the last revision it received; no event is lost or
+        repeated. Each outage is logged once as a warning; ``watch.connected``,
+        ``watch.disconnected()`` and ``watch.reconnected()`` tell where it stands. If that
+        revision has been compacted meanwhile, ``done`` fails with
+        :class:`~txetcd.RevisionCompacted`.
+        """
+        hub = self._watch_hub
+        if hub is None:
+            hub = self._watch_hub = WatchHub(self._channel, self.clock, timeout=self.timeout)
+        return hub.watch(
+            key,
+            prefix=prefix,
+            range_end=range_end,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            filters=filters,
+            progress_notify=progress_notify,
+            fragment=fragment,
+            require_leader=require_leader,
+            callback=callback,
+            on_progress=on_progress,
+            max_backlog=max_backlog,
+            timeout=timeout,
+        )
+
+    def watch_prefix(
+        self,
+        prefix: Union[bytes, str],
+        *,
+        start_revision: Optional[int] = None,
+        prev_kv: bool = False,
+        filters: Iterable[Union[WatchFilter, str, int]] = (),
+        progress_notify: bool = False,
+        fragment: bool = False,
+        require_leader: bool = False,
+        callback: Optional[Callable[[WatchBatch], Any]] = None,
+        on_progress: Optional[Callable[[int], Any]] = None,
+        max_backlog: int = 64,
+        timeout: Any = NOT_GIVEN,
+    ) -> Watch:
+        """Watch every key starting with ``prefix`` (``b""``: every key); see :meth:`watch`."""
+        return self.watch(
+            prefix,
+            prefix=True,
+            start_revision=start_revision,
+            prev_kv=prev_kv,
+            filters=filters,
+            progress_notify=progress_notify,
+            fragment=fragment,
+            require_leader=require_leader,
+            callback=callback,
+            on_progress=on_progress,
+            max_backlog=max_backlog,
+            timeout=timeout,
+        )
+
+    def request_progress(self) -> None:
+        """Ask etcd for a progress notification on every open watch stream.
+
+        etcd answers with its current revision, for every watch it has created on the stream:
+        each gets it in its ``on_progress``, and its :attr:`~txetcd.Watch.revision` moves
+        there. A resume still starts after the last event received: etcd before 3.5.8 may
+        send this answer ahead of events on their way (etcd issue #15220; they are still
+        delivered, after it); later versions send none while a watch of the stream is still
+        catching up with history. JSON gateway streams take no request: use ``progress_notify``.
+        """
+        if self._watch_hub is not None:
+            self._watch_hub.request_progress()
