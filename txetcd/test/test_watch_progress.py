@@ -615,8 +615,12 @@ async def test_contract_request_progress_to_on_progress(
 
 
 async def printed(get: Callable[[], bytes], test: Callable[[bytes], bool]) -> None:
-    """Until what ``get`` gives passes ``test``."""
-    await until(lambda: test(get()), what="the output")
+    """Until what ``get`` gives passes ``test`` (30 s at most: a loaded CI machine runs an
+    etcdctl process beside the suite)."""
+    try:
+        await until(lambda: test(get()), timeout=30.0, what="the output")
+    except AssertionError:
+        raise AssertionError(f"timed out waiting for the output; it was {get()!r}") from None
 
 
 def _records(out: bytes, lines_per: int) -> List[bytes]:
@@ -752,7 +756,11 @@ async def test_cli_interactive_progress_like_etcdctl(
             if line:
                 r.send(line)
         for r in runs:
-            await printed(r.output, lambda text: text.count(seen) >= count)
+            try:
+                await printed(r.output, lambda text: text.count(seen) >= count)
+            except AssertionError as e:
+                who = "txetcd" if r.ours else "etcdctl"
+                raise AssertionError(f"{who}: {count} x {seen!r} expected: {e}") from None
 
     async def next_revision() -> bytes:  # a watch from it sees the next write, created or not
         return b"%d" % ((await progress_client.get(b"pncli/")).header.revision + 1)
