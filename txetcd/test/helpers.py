@@ -146,6 +146,24 @@ def txetcd_timers(clock: Any) -> List[Any]:
 # -- the gRPC channel, raw methods -------------------------------------------------------------
 
 
+def logins(client: Client) -> int:
+    """How many times a client with ``user=``/``password=`` has logged in."""
+    from txetcd._auth import AuthTransport
+
+    channel = client._channel
+    assert isinstance(channel, AuthTransport)
+    return channel.logins
+
+
+async def failure_of(d: "defer.Deferred[Any]", seconds: float = 5.0) -> BaseException:
+    """The exception ``d`` fails with within ``seconds`` (the test fails if it succeeds)."""
+    try:
+        await within(d, seconds)
+    except Exception as e:
+        return e
+    raise AssertionError("the call succeeded")
+
+
 def grpc_channel(client: Any) -> Channel:
     """The gRPC channel under a client (for tests that reach the connection itself)."""
     channel = client._channel

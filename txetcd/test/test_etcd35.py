@@ -29,9 +29,16 @@ from txetcd import (
     LeaseExpired,
     Put,
 )
-from txetcd._auth import AuthTransport
 from txetcd._h2.connection import H2Connection
-from txetcd.test.helpers import Batches, client_of, grpc_channel, reactor, sleep, within
+from txetcd.test.helpers import (
+    Batches,
+    client_of,
+    failure_of,
+    grpc_channel,
+    logins,
+    reactor,
+    sleep,
+)
 from txetcd.testing import EtcdCluster, EtcdNotFound, EtcdServer, etcd35_binary, etcd_binary
 from txetcd.testing._binaries import _ETCD35_MISSING, _etcd_version, has_client_http_urls
 
@@ -80,20 +87,6 @@ def only_connection(client: Client) -> H2Connection:
     connections = grpc_channel(client).connections
     assert len(connections) == 1, connections
     return connections[0]
-
-
-def logins(client: Client) -> int:
-    channel = client._channel
-    assert isinstance(channel, AuthTransport)
-    return channel.logins
-
-
-async def failure_of(d: "defer.Deferred[Any]") -> BaseException:
-    try:
-        await within(d, 5.0)
-    except Exception as e:
-        return e
-    raise AssertionError("the call succeeded")
 
 
 # -- the binary and the options ----------------------------------------------------------------

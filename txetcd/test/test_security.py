@@ -15,14 +15,12 @@ from twisted.logger import globalLogPublisher
 
 from txetcd import (
     AuthFailed,
-    Client,
     ConnectionFailed,
     CreateRevision,
     PermissionDenied,
     Put,
 )
-from txetcd._auth import AuthTransport
-from txetcd.test.helpers import client_of, reactor, sleep
+from txetcd.test.helpers import client_of, logins, reactor, sleep
 from txetcd.testing import EtcdServer
 
 trustme = pytest.importorskip("trustme")
@@ -48,12 +46,6 @@ def mtls() -> Iterator[EtcdServer]:
 def login(server: EtcdServer, **options: Any) -> Any:
     options = {"ca_cert": server.ca_cert, "user": "root", "password": PASSWORD, **options}
     return client_of(server.endpoint, **options)
-
-
-def logins(client: Client) -> int:
-    channel = client._channel
-    assert isinstance(channel, AuthTransport)
-    return channel.logins
 
 
 async def failure_of(d: "defer.Deferred[Any]") -> BaseException:
